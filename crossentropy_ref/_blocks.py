@@ -1,0 +1,47 @@
+"""Walking a (N, C, S) array in cache-sized blocks.
+
+The multi-class losses view their logits as ``(N, C, S)``: N samples, C
+classes and S spatial positions (S = 1 without spatial axes). A block is
+``z[n0:n1, :, s0:s1]``, always holding whole class slices, so every
+reduction over classes finishes inside one block. Each block's temporaries
+are a few arrays of at most ``BLOCK_ELEMENTS`` float64, so the extra memory
+stays constant however large the input is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+# 2**16 float64 = 512 KiB per temporary: small enough for the L2 cache.
+BLOCK_ELEMENTS = 1 << 16
+
+
+def as_ncs(z: np.ndarray) -> np.ndarray:
+    """View (C,), (N, C) or (N, C, d1, ..., dk) as (N, C, S)."""
+    if z.ndim == 1:
+        return z.reshape(1, z.shape[0], 1)
+    s = int(np.prod(z.shape[2:], dtype=np.int64))  # not -1: reshape cannot infer it for an empty batch
+    return z.reshape(z.shape[0], z.shape[1], s)
+
+
+def iter_blocks(n: int, c: int, s: int) -> Iterator[tuple[slice, slice]]:
+    """Yield ``(rows, positions)`` slices that tile ``range(n) x range(s)``."""
+    per_row = max(c * s, 1)
+    if per_row <= BLOCK_ELEMENTS:
+        step = max(1, BLOCK_ELEMENTS // per_row)
+        for n0 in range(0, n, step):
+            yield slice(n0, min(n0 + step, n)), slice(None)
+    else:
+        step = max(1, BLOCK_ELEMENTS // max(c, 1))
+        for n0 in range(n):
+            for s0 in range(0, s, step):
+                yield slice(n0, n0 + 1), slice(s0, min(s0 + step, s))
+
+
+def positions_shape(logits_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(N, S) for logits of `logits_shape`."""
+    if len(logits_shape) == 1:
+        return 1, 1
+    return logits_shape[0], int(np.prod(logits_shape[2:], dtype=np.int64))

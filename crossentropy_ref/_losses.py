@@ -1,0 +1,494 @@
+"""Multi-class losses: ``cross_entropy``, its gradient, and ``nll_loss``.
+
+For one position with logits ``z`` (C classes), let ``m = max(z) = z_k``,
+``d_c = m - z_c >= 0`` and ``s = sum_{j != k} exp(-d_j)``. Then
+
+    -log softmax(z)_c = d_c + log1p(s)                         (1)
+
+with both terms >= 0. Every target (class index, label-smoothed index,
+class probabilities, class weights) reduces to a non-negative mass vector
+``b`` over classes, and the loss and its gradient are
+
+    loss = sum_c b_c (-log q_c) = sum_c b_c d_c + a log1p(s),  a = sum_c b_c
+    grad = a q - b                                              (2)
+
+(1) keeps the loss free of cancellation; in (2) the entry at ``k``, where
+``q_k`` is close to 1 and ``a q_k - b_k`` would cancel, is computed instead
+as ``(a - b_k) - a s / (1 + s)`` with ``a - b_k`` summed over the other
+classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _validation as v
+from ._blocks import as_ncs, iter_blocks, positions_shape
+from ._softmax import shifted_exp
+
+
+def _check_classes(z: np.ndarray, name: str = "logits") -> int:
+    if z.ndim == 0:
+        raise ValueError(f"`{name}` must have shape (C,), (N, C) or (N, C, d1, ..., dk); got a 0-d array")
+    c = z.shape[0] if z.ndim == 1 else z.shape[1]
+    if c == 0:
+        axis = 0 if z.ndim == 1 else 1
+        raise ValueError(f"`{name}` must have at least one class along axis {axis}; got shape {z.shape}")
+    return c
+
+
+class _Problem:
+    """Checked inputs of cross_entropy / cross_entropy_grad, as (N, C, S) views."""
+
+    def __init__(self, logits, target, weight, ignore_index, reduction, label_smoothing):
+        self.reduction = v.check_reduction(reduction)
+        self.eps = v.check_label_smoothing(label_smoothing)
+        self.ignore_index = v.check_int(ignore_index, "ignore_index")
+        z = v.as_logits(logits)
+        self.shape = z.shape
+        self.c = _check_classes(z)
+        self.w = v.as_weight(weight, self.c)
+        self.probabilities = v.target_is_probabilities(target, z.shape)
+        n, s = positions_shape(z.shape)
+        self.z = as_ncs(z)
+        if self.probabilities:
+            if self.ignore_index >= 0:
+                raise ValueError(
+                    "`ignore_index` must be negative (unused) with class-probability targets, as in torch; "
+                    f"got {self.ignore_index}"
+                )
+            self.p = as_ncs(v.as_prob_target(target, z.shape))
+            self.y = None
+            self.denom = float(n * s)
+        else:
+            t = v.as_index_target(target, z.shape, self.ignore_index)
+            self.y = t.reshape(n, s)
+            self.valid = self.y != self.ignore_index
+            # Clamp ignored entries to class 0 so they can be gathered; they are masked out later.
+            self.yc = np.where(self.valid, self.y, 0)
+            if self.w is None:
+                self.w_y = self.valid.astype(np.float64)
+            else:
+                self.w_y = np.where(self.valid, self.w[self.yc], 0.0)
+            self.denom = float(np.sum(self.w_y))
+        self.w_total = float(self.c) if self.w is None else float(np.sum(self.w))
+
+    def blocks(self):
+        n, c, s = self.z.shape
+        return iter_blocks(n, c, s)
+
+    def mass(self, rows, cols):
+        """Target mass b (bn, C, bs) for a probability-target block: w * ((1 - eps) p + eps / C)."""
+        b = self.p[rows, :, cols] * (1.0 - self.eps)
+        if self.eps:
+            b += self.eps / self.c
+        if self.w is not None:
+            b *= self.w[None, :, None]
+        return b
+
+
+def _loss_block(pb: _Problem, rows, cols) -> np.ndarray:
+    zb = pb.z[rows, :, cols]
+    m, _, s, _ = shifted_exp(zb, axis=1)
+    log1p_s = np.log1p(s[:, 0, :])
+    if pb.probabilities:
+        b = pb.mass(rows, cols)
+        a = np.sum(b, axis=1)
+        d = np.subtract(m, zb)
+        bd = np.multiply(b, d, out=d)
+        # 0 * log 0 = 0: a class with no target mass and a -inf logit contributes nothing.
+        if not np.isfinite(bd).all():
+            bd[(b == 0) & np.isposinf(np.subtract(m, zb))] = 0.0
+        return np.sum(bd, axis=1) + a * log1p_s
+    yc = pb.yc[rows, cols]
+    w_y = pb.w_y[rows, cols]
+    # d_y = m - z_y is gathered directly; no full-size array is needed for it.
+    d_y = m[:, 0, :] - np.take_along_axis(zb, yc[:, None, :], axis=1)[:, 0, :]
+    loss = (1.0 - pb.eps) * w_y * (d_y + log1p_s)
+    if pb.eps:
+        # Smoothing term eps/C * sum_c w_c (-log q_c) = eps/C * (sum_c w_c d_c + W log1p(s)), all terms >= 0.
+        d = np.subtract(m, zb)
+        wd = np.sum(d, axis=1) if pb.w is None else np.einsum("c,ncs->ns", pb.w, d)
+        loss += (pb.eps / pb.c) * (wd + pb.w_total * log1p_s)
+    return np.where(pb.valid[rows, cols], loss, 0.0)
+
+
+def _grad_block(pb: _Problem, rows, cols, out: np.ndarray) -> None:
+    zb = pb.z[rows, :, cols]
+    _, e, s, k = shifted_exp(zb, axis=1)
+    inv = 1.0 / (1.0 + s)  # q_c = e_c * inv, and q_k = inv
+    s_q = s * inv  # 1 - q_k, without the cancellation of 1 - inv
+    if pb.probabilities:
+        b = pb.mass(rows, cols)
+        b_k = np.take_along_axis(b, k, axis=1)
+        np.put_along_axis(b, k, 0.0, axis=1)
+        rest = np.sum(b, axis=1, keepdims=True)  # sum of b over classes other than k
+        a = rest + b_k
+        g = np.multiply(e, a * inv, out=e)
+        g -= b
+    else:
+        yc = pb.yc[rows, cols][:, None, :]
+        w_y = pb.w_y[rows, cols][:, None, :]
+        a = (1.0 - pb.eps) * w_y + (pb.eps / pb.c) * pb.w_total
+        g = np.multiply(e, a * inv, out=e)
+        if pb.eps:
+            g -= (pb.eps / pb.c) * (1.0 if pb.w is None else pb.w[None, :, None])
+        g_y = np.take_along_axis(g, yc, axis=1) - (1.0 - pb.eps) * w_y
+        np.put_along_axis(g, yc, g_y, axis=1)
+        w_k = 1.0 if pb.w is None else pb.w[k]
+        rest = (1.0 - pb.eps) * w_y * (yc != k) + (pb.eps / pb.c) * (pb.w_total - w_k)
+    # Entry k: a q_k - b_k = (a - b_k) - a (1 - q_k), with no cancellation when q_k -> 1.
+    np.put_along_axis(g, k, rest - a * s_q, axis=1)
+    if not pb.probabilities:
+        g = np.where(pb.valid[rows, cols][:, None, :], g, 0.0)
+    out[rows, :, cols] = g
+
+
+def _reduce(pb: _Problem, loss: np.ndarray):
+    if pb.reduction == "none":
+        out = loss.reshape(v.index_target_shape(pb.shape))
+        return out[()] if out.ndim == 0 else out
+    total = np.sum(loss)
+    if pb.reduction == "sum":
+        return np.float64(total)
+    # mean: 0 / 0 (empty batch, everything ignored) is NaN, as in torch, without a warning.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.float64(total) / np.float64(pb.denom)
+
+
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> NDArray[np.float64]:
+    r"""Cross-entropy loss between logits and a target, aka log loss or softmax loss.
+
+    Mirrors ``torch.nn.functional.cross_entropy`` in float64. For one
+    position with logits :math:`z`, predicted probabilities
+    :math:`q = \operatorname{softmax}(z)` and target distribution :math:`p`,
+
+    .. math::
+
+        \ell = -\sum_{c=1}^{C} w_c\, \tilde p_c \log q_c,
+        \qquad \tilde p = (1 - \varepsilon)\, p + \frac{\varepsilon}{C},
+
+    where :math:`p` is the one-hot vector of the class index :math:`y` for
+    index targets (then :math:`\ell = -w_y \log q_y` when
+    :math:`\varepsilon = 0`), :math:`w` the class weights (all 1 by default)
+    and :math:`\varepsilon` the label smoothing. With index targets ``mean``
+    is :math:`\sum_i \ell_i / \sum_i w_{y_i}` over the positions that are not
+    ignored; with probability targets it is :math:`\sum_i \ell_i / M` over
+    all :math:`M` positions.
+
+    Parameters
+    ----------
+    logits : array_like of shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Unnormalised scores; the class axis is 1 (0 for unbatched input).
+        Any real dtype; computed in float64.
+    target : array_like of shape (), (N,) or (N, d1, ..., dk), or the shape of `logits`
+        Class indices (integer dtype) in ``[0, C)`` or equal to
+        `ignore_index`; or, when it has the shape of `logits`, class
+        probabilities.
+    weight : array_like of shape (C,), default=None
+        A weight per class. May be passed as the third positional argument,
+        as in torch.
+    ignore_index : int, default=-100
+        Index targets equal to it contribute neither to the loss nor to the
+        ``mean`` denominator. It may be a valid class. Must be negative
+        with probability targets.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        ``'none'`` returns one loss per position (0 where ignored).
+    label_smoothing : float in [0, 1], default=0.0
+        The :math:`\varepsilon` above: mixes :math:`\varepsilon / C` of
+        every class into the target.
+
+    Returns
+    -------
+    float64 or ndarray of float64
+        A float64 scalar for ``'mean'`` and ``'sum'``; for ``'none'`` an
+        array of shape (N,) or (N, d1, ..., dk) (a scalar for unbatched
+        input). ``'mean'`` over an empty batch or all-ignored targets is NaN.
+
+    Raises
+    ------
+    TypeError
+        Non-real `logits` (bool, complex, strings); index targets that are
+        not integers; a non-string `reduction`; a non-real
+        `label_smoothing`; a non-integer `ignore_index`.
+    ValueError
+        0-d or class-less `logits`; a `target` whose shape fits neither
+        target kind; a class index out of range; a `weight` that is not of
+        shape (C,); an unknown `reduction`; `label_smoothing` outside
+        [0, 1]; a non-negative `ignore_index` with probability targets.
+
+    See Also
+    --------
+    cross_entropy_grad : Its gradient with respect to `logits`.
+    nll_loss : The same loss from log-probabilities.
+    log_softmax : The log-probabilities this loss is built on.
+
+    Notes
+    -----
+    Logarithms are natural, so the loss is in nats. Classes with no target
+    mass contribute 0 even where :math:`q_c = 0`, by the convention
+    :math:`0 \log 0 = 0`.
+
+    The per-class loss is written as :math:`-\log q_c = (m - z_c) +
+    \operatorname{log1p}(\sum_{j \ne k} e^{z_j - m})` with
+    :math:`m = z_k = \max_j z_j`: no exponential overflows, and both terms
+    are non-negative, so a confident prediction's tiny loss keeps its full
+    relative precision (torch computes ``logsumexp(z) - z_y``, which rounds
+    to 0 once :math:`q_y > 1 - 2^{-53}`).
+
+    The work is done in cache-sized blocks of positions, so the extra memory
+    is a few blocks, not a copy of `logits`.
+
+    *Differences from PyTorch*:
+
+    - the result is float64 whatever the input dtype, and more accurate;
+    - integer index targets of any width (int32, uint8, ...) are accepted,
+      and so are integer probability targets (e.g. from :func:`one_hot`);
+      torch requires int64 indices and floating-point probabilities;
+    - integer logits are accepted;
+    - a negative `label_smoothing` is a ``ValueError``; torch silently
+      treats it as 0;
+    - a class axis of length 0 is a ``ValueError``.
+
+    References
+    ----------
+    .. [1] P. Blanchard, D. J. Higham and N. J. Higham, "Accurately computing
+       the log-sum-exp and softmax functions", IMA J. Numer. Anal. 41 (2021),
+       doi:10.1093/imanum/draa038.
+    .. [2] C. Szegedy et al., "Rethinking the Inception Architecture for
+       Computer Vision", CVPR 2016 (label smoothing).
+
+    Examples
+    --------
+    The cat/dog/turtle example: three samples, three classes.
+
+    >>> from crossentropy_ref import cross_entropy
+    >>> logits = [[9.7785, 0.9195, 2.10], [3.133, -3.05, 1.02], [0.12, 0.432518, 0.470]]
+    >>> print(float(cross_entropy(logits, [0, 0, 2])))
+    0.36594851568931036
+
+    One-hot probabilities give the same loss as the indices:
+
+    >>> onehot = [[1, 0, 0], [1, 0, 0], [0, 0, 1]]
+    >>> print(float(cross_entropy(logits, onehot)))
+    0.36594851568931036
+
+    Per-sample losses, class weights and ignored targets:
+
+    >>> import numpy as np
+    >>> np.set_printoptions(precision=6, suppress=True)
+    >>> print(cross_entropy(logits, [0, 0, 2], reduction="none"))
+    [0.000605 0.115949 0.981292]
+    >>> print(float(cross_entropy(logits, [0, -100, 2], [1.0, 1.0, 2.0])))
+    0.6543959195775187
+    >>> np.set_printoptions(precision=8, suppress=False)
+
+    A confident prediction: the naive ``logsumexp(z) - z_y`` cancels to 0,
+    the reference keeps the true value:
+
+    >>> z = np.array([[40.0, 0.0]])
+    >>> print(float(np.log(np.sum(np.exp(z))) - z[0, 0]))
+    0.0
+    >>> print(float(cross_entropy(z, [0])))
+    4.248354255291589e-18
+    """
+    pb = _Problem(logits, target, weight, ignore_index, reduction, label_smoothing)
+    n, _, s = pb.z.shape
+    loss = np.empty((n, s))
+    with np.errstate(invalid="ignore"):
+        for rows, cols in pb.blocks():
+            loss[rows, cols] = _loss_block(pb, rows, cols)
+    return _reduce(pb, loss)
+
+
+def cross_entropy_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> NDArray[np.float64]:
+    r"""Gradient of :func:`cross_entropy` with respect to the logits.
+
+    For one position with target mass :math:`b_c = w_c \tilde p_c` (see
+    :func:`cross_entropy`) and :math:`a = \sum_c b_c`,
+
+    .. math::
+
+        \frac{\partial \ell}{\partial z_c} = a\, q_c - b_c,
+        \qquad q = \operatorname{softmax}(z),
+
+    which is :math:`q - p` for an unweighted, unsmoothed target. Under
+    ``'mean'`` the result is divided by the same denominator as the loss.
+
+    Parameters
+    ----------
+    logits, target, weight, ignore_index, reduction, label_smoothing
+        As for :func:`cross_entropy`.
+
+    Returns
+    -------
+    ndarray of float64, same shape as `logits`
+        For ``reduction='none'``, the gradient of the sum of the per-position
+        losses. Ignored positions get 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`cross_entropy`.
+
+    See Also
+    --------
+    cross_entropy
+
+    Notes
+    -----
+    The entry at the largest logit, where :math:`q_k \to 1` and
+    :math:`a q_k - b_k` would cancel, is computed as
+    :math:`(\sum_{c \ne k} b_c) - a\,(1 - q_k)`, with :math:`1 - q_k` taken
+    as :math:`s / (1 + s)`, :math:`s = \sum_{j \ne k} e^{z_j - m}`. The
+    gradient is computed directly into its output, one block of positions at
+    a time, so the only array the size of `logits` is the result.
+
+    *Differences from PyTorch*: torch has no such function; it is what
+    ``torch.autograd`` returns for ``F.cross_entropy(logits, target, ...)``
+    (``.sum()`` of it for ``reduction='none'``), here in closed form. The
+    entry at the largest logit is accurate where autograd's
+    ``softmax - 1`` rounds to 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossentropy_ref import cross_entropy_grad, softmax
+    >>> np.set_printoptions(precision=6)
+    >>> z = np.array([[1.0, 2.0, 3.0]])
+    >>> print(cross_entropy_grad(z, [2]))
+    [[ 0.090031  0.244728 -0.334759]]
+    >>> print(softmax(z) - [0.0, 0.0, 1.0])
+    [[ 0.090031  0.244728 -0.334759]]
+
+    For a confident prediction ``softmax - 1`` rounds to 0:
+
+    >>> z = np.array([[40.0, 0.0]])
+    >>> print(float(softmax(z)[0, 0] - 1.0))
+    0.0
+    >>> print(float(cross_entropy_grad(z, [0])[0, 0]))
+    -4.248354255291589e-18
+    >>> np.set_printoptions(precision=8)
+    """
+    pb = _Problem(logits, target, weight, ignore_index, reduction, label_smoothing)
+    out = np.empty(pb.shape)
+    out3 = as_ncs(out)
+    with np.errstate(invalid="ignore"):
+        for rows, cols in pb.blocks():
+            _grad_block(pb, rows, cols, out3)
+        if pb.reduction == "mean":
+            with np.errstate(divide="ignore"):
+                out3 /= pb.denom
+    return out
+
+
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> NDArray[np.float64]:
+    r"""Negative log-likelihood loss, from log-probabilities and class indices.
+
+    Mirrors ``torch.nn.functional.nll_loss`` in float64:
+
+    .. math::
+
+        \ell_i = -w_{y_i}\, x_{i, y_i},
+        \qquad \text{mean} = \frac{\sum_i \ell_i}{\sum_i w_{y_i}},
+
+    both sums over the positions whose target is not `ignore_index`.
+
+    Parameters
+    ----------
+    log_probs : array_like of shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Log-probabilities, usually from :func:`log_softmax`; the class axis
+        is 1 (0 for unbatched input). They are not checked to be
+        log-probabilities, as in torch.
+    target : array_like of shape (), (N,) or (N, d1, ..., dk)
+        Class indices (integer dtype) in ``[0, C)`` or equal to
+        `ignore_index`.
+    weight : array_like of shape (C,), default=None
+        A weight per class; may be positional.
+    ignore_index : int, default=-100
+        Targets equal to it are skipped. It may be a valid class.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+
+    Returns
+    -------
+    float64 or ndarray of float64
+        As for :func:`cross_entropy` with index targets.
+
+    Raises
+    ------
+    TypeError
+        Non-real `log_probs`; non-integer `target`; a non-string
+        `reduction`; a non-integer `ignore_index`.
+    ValueError
+        0-d or class-less `log_probs`; a `target` of the wrong shape; a
+        class index out of range; a `weight` not of shape (C,); an unknown
+        `reduction`.
+
+    See Also
+    --------
+    cross_entropy : ``nll_loss(log_softmax(logits, axis=1), target)``, computed accurately.
+
+    Notes
+    -----
+    ``cross_entropy(z, y)`` equals ``nll_loss(log_softmax(z, axis=1), y)``;
+    both are exact to rounding here because :func:`log_softmax` keeps its
+    relative precision.
+
+    *Differences from PyTorch*: integer targets of any width are accepted;
+    probability targets are not (as in torch); the result is float64.
+
+    Examples
+    --------
+    >>> from crossentropy_ref import log_softmax, nll_loss
+    >>> logits = [[9.7785, 0.9195, 2.10], [3.133, -3.05, 1.02], [0.12, 0.432518, 0.470]]
+    >>> print(float(nll_loss(log_softmax(logits, axis=1), [0, 0, 2])))
+    0.36594851568931036
+    >>> print(float(nll_loss([[-0.5, -1.0]], [1], reduction="sum")))
+    1.0
+    """
+    red = v.check_reduction(reduction)
+    ignore = v.check_int(ignore_index, "ignore_index")
+    x = v.as_real_array(log_probs, "log_probs", min_ndim=1)
+    c = _check_classes(x, "log_probs")
+    w = v.as_weight(weight, c)
+    t = v.as_index_target(target, x.shape, ignore, logits_name="log_probs")
+    n, s = positions_shape(x.shape)
+    x3 = as_ncs(x)
+    y = t.reshape(n, s)
+    valid = y != ignore
+    yc = np.where(valid, y, 0)
+    w_y = valid.astype(np.float64) if w is None else np.where(valid, w[yc], 0.0)
+    picked = np.take_along_axis(x3, yc[:, None, :], axis=1)[:, 0, :]
+    # where(), not a product, so that a NaN or inf at an ignored position does not leak in.
+    loss = np.where(valid, -w_y * picked, 0.0)
+    if red == "none":
+        out = loss.reshape(t.shape)
+        return out[()] if out.ndim == 0 else out
+    if red == "sum":
+        return np.float64(np.sum(loss))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.float64(np.sum(loss)) / np.float64(np.sum(w_y))
