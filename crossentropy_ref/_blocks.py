@@ -10,12 +10,34 @@ stays constant however large the input is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 # 2**16 float64 = 512 KiB per temporary: small enough for the L2 cache.
 BLOCK_ELEMENTS = 1 << 16
+
+# numpy releases the GIL inside its loops, so blocks can run on several cores.
+# CROSSENTROPY_REF_THREADS=1 turns this off; by default one thread per core.
+_THREADS = max(1, int(os.environ.get("CROSSENTROPY_REF_THREADS", "0")) or (os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+_local = threading.local()
+
+
+def scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """A float64 work array of `shape`, reused by the calling thread across blocks.
+
+    Reusing it avoids allocating and first-touching fresh pages for every
+    block. It never escapes: callers reduce it or copy out of it.
+    """
+    size = int(np.prod(shape))
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < size:
+        buf = _local.buf = np.empty(max(size, BLOCK_ELEMENTS))
+    return buf[:size].reshape(shape)
 
 
 def as_ncs(z: np.ndarray) -> np.ndarray:
@@ -45,3 +67,29 @@ def positions_shape(logits_shape: tuple[int, ...]) -> tuple[int, int]:
     if len(logits_shape) == 1:
         return 1, 1
     return logits_shape[0], int(np.prod(logits_shape[2:], dtype=np.int64))
+
+
+def run_blocks(fn: Callable[[slice, slice], None], blocks: Iterable[tuple[slice, slice]]) -> None:
+    """Call ``fn(rows, cols)`` for every block; blocks must write to disjoint outputs.
+
+    Small inputs (a few blocks) run in the calling thread; larger ones are
+    spread over a thread pool, each worker taking every k-th block. The
+    result does not depend on the number of threads: each block is computed
+    the same way and written to its own slice.
+    """
+    blocks = list(blocks)
+    k = min(_THREADS, len(blocks) // 4)
+    if k <= 1:
+        for rows, cols in blocks:
+            fn(rows, cols)
+        return
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="crossentropy_ref")
+
+    def work(start: int) -> None:
+        for rows, cols in blocks[start::k]:
+            fn(rows, cols)
+
+    for f in [_pool.submit(work, i) for i in range(k)]:
+        f.result()

@@ -20,11 +20,13 @@ classes.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
-from ._blocks import as_ncs, iter_blocks, positions_shape
+from ._blocks import as_ncs, iter_blocks, positions_shape, run_blocks, scratch
 from ._softmax import shifted_exp
 
 
@@ -38,62 +40,68 @@ def _check_classes(z: np.ndarray, name: str = "logits") -> int:
     return c
 
 
-class _Problem:
-    """Checked inputs of cross_entropy / cross_entropy_grad, as (N, C, S) views."""
+class _Inputs(NamedTuple):
+    """Checked inputs of cross_entropy / cross_entropy_grad; arrays as (N, C, S) views."""
 
-    def __init__(self, logits, target, weight, ignore_index, reduction, label_smoothing):
-        self.reduction = v.check_reduction(reduction)
-        self.eps = v.check_label_smoothing(label_smoothing)
-        self.ignore_index = v.check_int(ignore_index, "ignore_index")
-        z = v.as_logits(logits)
-        self.shape = z.shape
-        self.c = _check_classes(z)
-        self.w = v.as_weight(weight, self.c)
-        self.probabilities = v.target_is_probabilities(target, z.shape)
-        n, s = positions_shape(z.shape)
-        self.z = as_ncs(z)
-        if self.probabilities:
-            if self.ignore_index >= 0:
-                raise ValueError(
-                    "`ignore_index` must be negative (unused) with class-probability targets, as in torch; "
-                    f"got {self.ignore_index}"
-                )
-            self.p = as_ncs(v.as_prob_target(target, z.shape))
-            self.y = None
-            self.denom = float(n * s)
-        else:
-            t = v.as_index_target(target, z.shape, self.ignore_index)
-            self.y = t.reshape(n, s)
-            self.valid = self.y != self.ignore_index
-            # Clamp ignored entries to class 0 so they can be gathered; they are masked out later.
-            self.yc = np.where(self.valid, self.y, 0)
-            if self.w is None:
-                self.w_y = self.valid.astype(np.float64)
-            else:
-                self.w_y = np.where(self.valid, self.w[self.yc], 0.0)
-            self.denom = float(np.sum(self.w_y))
-        self.w_total = float(self.c) if self.w is None else float(np.sum(self.w))
-
-    def blocks(self):
-        n, c, s = self.z.shape
-        return iter_blocks(n, c, s)
-
-    def mass(self, rows, cols):
-        """Target mass b (bn, C, bs) for a probability-target block: w * ((1 - eps) p + eps / C)."""
-        b = self.p[rows, :, cols] * (1.0 - self.eps)
-        if self.eps:
-            b += self.eps / self.c
-        if self.w is not None:
-            b *= self.w[None, :, None]
-        return b
+    z: np.ndarray  # logits, (N, C, S)
+    shape: tuple[int, ...]  # the logits' original shape
+    c: int
+    w: np.ndarray | None  # (C,)
+    w_total: float  # sum of the class weights (C without weights)
+    eps: float
+    reduction: str
+    probabilities: bool
+    p: np.ndarray | None  # probability targets, (N, C, S)
+    valid: np.ndarray | None  # index targets: not ignored, (N, S)
+    yc: np.ndarray | None  # index targets with ignored entries clamped to class 0, (N, S)
+    w_y: np.ndarray | None  # the target class's weight, 0 where ignored, (N, S)
+    denom: float  # the 'mean' denominator
 
 
-def _loss_block(pb: _Problem, rows, cols) -> np.ndarray:
+def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothing) -> _Inputs:
+    reduction = v.check_reduction(reduction)
+    eps = v.check_label_smoothing(label_smoothing)
+    ignore_index = v.check_int(ignore_index, "ignore_index")
+    z = v.as_logits(logits)
+    c = _check_classes(z)
+    w = v.as_weight(weight, c)
+    w_total = float(c) if w is None else float(np.sum(w))
+    n, s = positions_shape(z.shape)
+    common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, w_total=w_total, eps=eps, reduction=reduction)
+    if v.target_is_probabilities(target, z.shape):
+        if ignore_index >= 0:
+            raise ValueError(
+                "`ignore_index` must be negative (unused) with class-probability targets, as in torch; "
+                f"got {ignore_index}"
+            )
+        p = as_ncs(v.as_prob_target(target, z.shape))
+        return _Inputs(**common, probabilities=True, p=p, valid=None, yc=None, w_y=None, denom=float(n * s))
+    y = v.as_index_target(target, z.shape, ignore_index).reshape(n, s)
+    valid = y != ignore_index
+    # Clamp ignored entries to class 0 so they can be gathered; they are masked out later.
+    yc = np.where(valid, y, 0)
+    w_y = valid.astype(np.float64) if w is None else np.where(valid, w[yc], 0.0)
+    return _Inputs(
+        **common, probabilities=False, p=None, valid=valid, yc=yc, w_y=w_y, denom=float(np.sum(w_y))
+    )
+
+
+def _mass(pb: _Inputs, rows, cols) -> np.ndarray:
+    """Target mass b (bn, C, bs) of a probability-target block: w * ((1 - eps) p + eps / C)."""
+    b = pb.p[rows, :, cols] * (1.0 - pb.eps)
+    if pb.eps:
+        b += pb.eps / pb.c
+    if pb.w is not None:
+        b *= pb.w[None, :, None]
+    return b
+
+
+def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
     zb = pb.z[rows, :, cols]
-    m, _, s, _ = shifted_exp(zb, axis=1)
+    m, _, s, _ = shifted_exp(zb, axis=1, out=scratch(zb.shape))
     log1p_s = np.log1p(s[:, 0, :])
     if pb.probabilities:
-        b = pb.mass(rows, cols)
+        b = _mass(pb, rows, cols)
         a = np.sum(b, axis=1)
         d = np.subtract(m, zb)
         bd = np.multiply(b, d, out=d)
@@ -114,24 +122,25 @@ def _loss_block(pb: _Problem, rows, cols) -> np.ndarray:
     return np.where(pb.valid[rows, cols], loss, 0.0)
 
 
-def _grad_block(pb: _Problem, rows, cols, out: np.ndarray) -> None:
+def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
     zb = pb.z[rows, :, cols]
-    _, e, s, k = shifted_exp(zb, axis=1)
+    g = out[rows, :, cols]  # a view: the gradient is built in place in the output
+    _, e, s, k = shifted_exp(zb, axis=1, out=g)
     inv = 1.0 / (1.0 + s)  # q_c = e_c * inv, and q_k = inv
     s_q = s * inv  # 1 - q_k, without the cancellation of 1 - inv
     if pb.probabilities:
-        b = pb.mass(rows, cols)
+        b = _mass(pb, rows, cols)
         b_k = np.take_along_axis(b, k, axis=1)
         np.put_along_axis(b, k, 0.0, axis=1)
         rest = np.sum(b, axis=1, keepdims=True)  # sum of b over classes other than k
         a = rest + b_k
-        g = np.multiply(e, a * inv, out=e)
+        g *= a * inv
         g -= b
     else:
         yc = pb.yc[rows, cols][:, None, :]
         w_y = pb.w_y[rows, cols][:, None, :]
         a = (1.0 - pb.eps) * w_y + (pb.eps / pb.c) * pb.w_total
-        g = np.multiply(e, a * inv, out=e)
+        g *= a * inv
         if pb.eps:
             g -= (pb.eps / pb.c) * (1.0 if pb.w is None else pb.w[None, :, None])
         g_y = np.take_along_axis(g, yc, axis=1) - (1.0 - pb.eps) * w_y
@@ -141,11 +150,13 @@ def _grad_block(pb: _Problem, rows, cols, out: np.ndarray) -> None:
     # Entry k: a q_k - b_k = (a - b_k) - a (1 - q_k), with no cancellation when q_k -> 1.
     np.put_along_axis(g, k, rest - a * s_q, axis=1)
     if not pb.probabilities:
-        g = np.where(pb.valid[rows, cols][:, None, :], g, 0.0)
-    out[rows, :, cols] = g
+        # copyto, not a product: a NaN at an ignored position must not leak into its zero gradient.
+        np.copyto(g, 0.0, where=~pb.valid[rows, cols][:, None, :])
+    if pb.reduction == "mean":
+        g /= pb.denom  # 0 / 0 for an empty or all-ignored batch is NaN, as in torch
 
 
-def _reduce(pb: _Problem, loss: np.ndarray):
+def _reduce(pb: _Inputs, loss: np.ndarray):
     if pb.reduction == "none":
         out = loss.reshape(v.index_target_shape(pb.shape))
         return out[()] if out.ndim == 0 else out
@@ -301,12 +312,17 @@ def cross_entropy(
     >>> print(float(cross_entropy(z, [0])))
     4.248354255291589e-18
     """
-    pb = _Problem(logits, target, weight, ignore_index, reduction, label_smoothing)
+    pb = _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothing)
     n, _, s = pb.z.shape
     loss = np.empty((n, s))
-    with np.errstate(invalid="ignore"):
-        for rows, cols in pb.blocks():
+
+    def fill(rows, cols):
+        # errstate is thread-local: set it in the worker. inf - inf in a row holding
+        # +inf is NaN, as in torch; NaN logits propagate.
+        with np.errstate(invalid="ignore"):
             loss[rows, cols] = _loss_block(pb, rows, cols)
+
+    run_blocks(fill, iter_blocks(*pb.z.shape))
     return _reduce(pb, loss)
 
 
@@ -387,15 +403,15 @@ def cross_entropy_grad(
     -4.248354255291589e-18
     >>> np.set_printoptions(precision=8)
     """
-    pb = _Problem(logits, target, weight, ignore_index, reduction, label_smoothing)
+    pb = _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothing)
     out = np.empty(pb.shape)
     out3 = as_ncs(out)
-    with np.errstate(invalid="ignore"):
-        for rows, cols in pb.blocks():
+
+    def fill(rows, cols):
+        with np.errstate(invalid="ignore", divide="ignore"):  # thread-local, see cross_entropy
             _grad_block(pb, rows, cols, out3)
-        if pb.reduction == "mean":
-            with np.errstate(divide="ignore"):
-                out3 /= pb.denom
+
+    run_blocks(fill, iter_blocks(*pb.z.shape))
     return out
 
 

@@ -26,19 +26,22 @@ from numpy.typing import ArrayLike, NDArray
 from ._validation import as_real_array, normalize_axis
 
 
-def shifted_exp(z: np.ndarray, axis: int, *, finite_shift: bool = False):
+def shifted_exp(z: np.ndarray, axis: int, *, finite_shift: bool = False, out: np.ndarray | None = None):
     """Return ``(m, e, s, k)`` for the slices of `z` along `axis`.
 
     ``m`` is the maximum (keepdims), ``k`` its index (keepdims), ``e`` is
     ``exp(z - m)`` with the entry at ``k`` set to 0, and ``s`` is ``sum(e)``
     (keepdims). With `finite_shift`, a non-finite maximum is replaced by 0
     for the shift so that all -inf or +inf slices give -inf or inf
-    instead of NaN (used by ``logsumexp``, matching torch).
+    instead of NaN (used by ``logsumexp``, matching torch). ``e`` is
+    written into `out` when given (a scratch buffer of the shape of `z`).
     """
-    m = np.max(z, axis=axis, keepdims=True)
     k = np.argmax(z, axis=axis, keepdims=True)
+    # The maximum is gathered at its index rather than found by a second pass over z;
+    # argmax stops at the first NaN, so a NaN slice still gets m = NaN.
+    m = np.take_along_axis(z, k, axis=axis)
     shift = np.where(np.isfinite(m), m, 0.0) if finite_shift else m
-    e = np.subtract(z, shift)
+    e = np.subtract(z, shift, out=out)
     np.exp(e, out=e)
     # Drop the maximum's own exp(0) = 1 so that s keeps its relative precision.
     np.put_along_axis(e, k, 0.0, axis=axis)
