@@ -20,13 +20,14 @@ classes.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
-from ._blocks import as_ncs, iter_blocks, positions_shape, run_blocks, scratch
+from ._blocks import BLOCK_ELEMENTS, as_ncs, iter_blocks, positions_shape, run_blocks, scratch
 from ._softmax import shifted_exp
 
 
@@ -52,9 +53,8 @@ class _Inputs(NamedTuple):
     reduction: str
     probabilities: bool
     p: np.ndarray | None  # probability targets, (N, C, S)
-    valid: np.ndarray | None  # index targets: not ignored, (N, S)
-    yc: np.ndarray | None  # index targets with ignored entries clamped to class 0, (N, S)
-    w_y: np.ndarray | None  # the target class's weight, 0 where ignored, (N, S)
+    y: np.ndarray | None  # class-index targets, (N, S)
+    ignore_index: int
     denom: float  # the 'mean' denominator
 
 
@@ -75,15 +75,24 @@ def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothi
                 f"got {ignore_index}"
             )
         p = as_ncs(v.as_prob_target(target, z.shape))
-        return _Inputs(**common, probabilities=True, p=p, valid=None, yc=None, w_y=None, denom=float(n * s))
+        return _Inputs(**common, probabilities=True, p=p, y=None, ignore_index=ignore_index, denom=float(n * s))
     y = v.as_index_target(target, z.shape, ignore_index).reshape(n, s)
+    # The denominator is summed in chunks so that no weight array of the targets' size is made.
+    flat = y.reshape(-1)
+    denom = math.fsum(
+        float(np.sum(_index_parts(flat[i : i + BLOCK_ELEMENTS], ignore_index, w)[2]))
+        for i in range(0, flat.size, BLOCK_ELEMENTS)
+    )
+    return _Inputs(**common, probabilities=False, p=None, y=y, ignore_index=ignore_index, denom=denom)
+
+
+def _index_parts(y: np.ndarray, ignore_index: int, w: np.ndarray | None):
+    """(valid, yc, w_y) for index targets `y`: not ignored; the index with ignored entries
+    clamped to class 0 so that it can be gathered (masked out later); the target's weight, 0 where ignored."""
     valid = y != ignore_index
-    # Clamp ignored entries to class 0 so they can be gathered; they are masked out later.
     yc = np.where(valid, y, 0)
     w_y = valid.astype(np.float64) if w is None else np.where(valid, w[yc], 0.0)
-    return _Inputs(
-        **common, probabilities=False, p=None, valid=valid, yc=yc, w_y=w_y, denom=float(np.sum(w_y))
-    )
+    return valid, yc, w_y
 
 
 def _mass(pb: _Inputs, rows, cols) -> np.ndarray:
@@ -109,8 +118,7 @@ def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
         if not np.isfinite(bd).all():
             bd[(b == 0) & np.isposinf(np.subtract(m, zb))] = 0.0
         return np.sum(bd, axis=1) + a * log1p_s
-    yc = pb.yc[rows, cols]
-    w_y = pb.w_y[rows, cols]
+    valid, yc, w_y = _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w)
     # d_y = m - z_y is gathered directly; no full-size array is needed for it.
     d_y = m[:, 0, :] - np.take_along_axis(zb, yc[:, None, :], axis=1)[:, 0, :]
     loss = (1.0 - pb.eps) * w_y * (d_y + log1p_s)
@@ -119,7 +127,7 @@ def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
         d = np.subtract(m, zb)
         wd = np.sum(d, axis=1) if pb.w is None else np.einsum("c,ncs->ns", pb.w, d)
         loss += (pb.eps / pb.c) * (wd + pb.w_total * log1p_s)
-    return np.where(pb.valid[rows, cols], loss, 0.0)
+    return np.where(valid, loss, 0.0)
 
 
 def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
@@ -137,8 +145,7 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
         g *= a * inv
         g -= b
     else:
-        yc = pb.yc[rows, cols][:, None, :]
-        w_y = pb.w_y[rows, cols][:, None, :]
+        valid, yc, w_y = (x[:, None, :] for x in _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w))
         a = (1.0 - pb.eps) * w_y + (pb.eps / pb.c) * pb.w_total
         g *= a * inv
         if pb.eps:
@@ -151,21 +158,9 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
     np.put_along_axis(g, k, rest - a * s_q, axis=1)
     if not pb.probabilities:
         # copyto, not a product: a NaN at an ignored position must not leak into its zero gradient.
-        np.copyto(g, 0.0, where=~pb.valid[rows, cols][:, None, :])
+        np.copyto(g, 0.0, where=~valid)
     if pb.reduction == "mean":
         g /= pb.denom  # 0 / 0 for an empty or all-ignored batch is NaN, as in torch
-
-
-def _reduce(pb: _Inputs, loss: np.ndarray):
-    if pb.reduction == "none":
-        out = loss.reshape(v.index_target_shape(pb.shape))
-        return out[()] if out.ndim == 0 else out
-    total = np.sum(loss)
-    if pb.reduction == "sum":
-        return np.float64(total)
-    # mean: 0 / 0 (empty batch, everything ignored) is NaN, as in torch, without a warning.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.float64(total) / np.float64(pb.denom)
 
 
 def cross_entropy(
@@ -314,16 +309,30 @@ def cross_entropy(
     """
     pb = _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothing)
     n, _, s = pb.z.shape
-    loss = np.empty((n, s))
+    # 'none' fills one loss per position; 'mean' and 'sum' keep only one partial sum per block.
+    loss = np.empty((n, s)) if pb.reduction == "none" else None
+    partial = {}
 
     def fill(rows, cols):
         # errstate is thread-local: set it in the worker. inf - inf in a row holding
         # +inf is NaN, as in torch; NaN logits propagate.
         with np.errstate(invalid="ignore"):
-            loss[rows, cols] = _loss_block(pb, rows, cols)
+            block = _loss_block(pb, rows, cols)
+        if loss is None:
+            partial[rows.start, cols.start] = float(np.sum(block))
+        else:
+            loss[rows, cols] = block
 
-    run_blocks(fill, iter_blocks(*pb.z.shape))
-    return _reduce(pb, loss)
+    run_blocks(fill, iter_blocks(n, pb.c, s))
+    if loss is not None:
+        out = loss.reshape(v.index_target_shape(pb.shape))
+        return out[()] if out.ndim == 0 else out
+    # fsum makes the total exact over the blocks, and independent of their order.
+    total = np.float64(math.fsum(partial.values()))
+    if pb.reduction == "sum":
+        return total
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 (empty, all ignored) is NaN, as in torch
+        return total / np.float64(pb.denom)
 
 
 def cross_entropy_grad(
@@ -494,10 +503,7 @@ def nll_loss(
     t = v.as_index_target(target, x.shape, ignore, logits_name="log_probs")
     n, s = positions_shape(x.shape)
     x3 = as_ncs(x)
-    y = t.reshape(n, s)
-    valid = y != ignore
-    yc = np.where(valid, y, 0)
-    w_y = valid.astype(np.float64) if w is None else np.where(valid, w[yc], 0.0)
+    valid, yc, w_y = _index_parts(t.reshape(n, s), ignore, w)
     picked = np.take_along_axis(x3, yc[:, None, :], axis=1)[:, 0, :]
     # where(), not a product, so that a NaN or inf at an ignored position does not leak in.
     loss = np.where(valid, -w_y * picked, 0.0)
