@@ -61,6 +61,7 @@ numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 
 # --- doctest ---------------------------------------------------------------
+doctest_test_doctest_blocks = "default"  # also run the >>> Examples autodoc pulls from docstrings
 doctest_global_setup = """
 import numpy as np
 import crossentropy_ref

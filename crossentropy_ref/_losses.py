@@ -156,11 +156,14 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
         rest = (1.0 - pb.eps) * w_y * (yc != k) + (pb.eps / pb.c) * (pb.w_total - w_k)
     # Entry k: a q_k - b_k = (a - b_k) - a (1 - q_k), with no cancellation when q_k -> 1.
     np.put_along_axis(g, k, rest - a * s_q, axis=1)
-    if not pb.probabilities:
-        # copyto, not a product: a NaN at an ignored position must not leak into its zero gradient.
-        np.copyto(g, 0.0, where=~valid)
     if pb.reduction == "mean":
-        g /= pb.denom  # 0 / 0 for an empty or all-ignored batch is NaN, as in torch
+        if pb.denom == 0:  # as torch: a zero denominator makes every entry NaN but the ignored ones
+            g.fill(np.nan)
+        else:
+            g /= pb.denom
+    if not pb.probabilities:
+        # copyto, not a product: the gradient at an ignored position is exactly 0, whatever else is NaN.
+        np.copyto(g, 0.0, where=~valid)
 
 
 def cross_entropy(
@@ -218,7 +221,8 @@ def cross_entropy(
     float64 or ndarray of float64
         A float64 scalar for ``'mean'`` and ``'sum'``; for ``'none'`` an
         array of shape (N,) or (N, d1, ..., dk) (a scalar for unbatched
-        input). ``'mean'`` over an empty batch or all-ignored targets is NaN.
+        input). ``'mean'`` is NaN when its denominator is 0: an empty batch,
+        all targets ignored, or target classes whose weights are all 0.
 
     Raises
     ------
@@ -263,7 +267,10 @@ def cross_entropy(
     - integer logits are accepted;
     - a negative `label_smoothing` is a ``ValueError``; torch silently
       treats it as 0;
-    - a class axis of length 0 is a ``ValueError``.
+    - a class axis of length 0 is a ``ValueError``;
+    - ``'mean'`` with a zero denominator is always NaN; torch gives NaN too,
+      except with negative class weights that sum to 0, where it can give
+      an infinity.
 
     References
     ----------
@@ -331,8 +338,9 @@ def cross_entropy(
     total = np.float64(math.fsum(partial.values()))
     if pb.reduction == "sum":
         return total
-    with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 (empty, all ignored) is NaN, as in torch
-        return total / np.float64(pb.denom)
+    if pb.denom == 0:  # empty batch, all ignored, or zero target weights: NaN, as in torch
+        return np.float64(np.nan)
+    return total / np.float64(pb.denom)
 
 
 def cross_entropy_grad(
@@ -366,7 +374,8 @@ def cross_entropy_grad(
     -------
     ndarray of float64, same shape as `logits`
         For ``reduction='none'``, the gradient of the sum of the per-position
-        losses. Ignored positions get 0.
+        losses. Ignored positions get exactly 0; under ``'mean'`` with a zero
+        denominator every other entry is NaN, as in torch.
 
     Raises
     ------
@@ -417,7 +426,7 @@ def cross_entropy_grad(
     out3 = as_ncs(out)
 
     def fill(rows, cols):
-        with np.errstate(invalid="ignore", divide="ignore"):  # thread-local, see cross_entropy
+        with np.errstate(invalid="ignore"):  # thread-local, see cross_entropy
             _grad_block(pb, rows, cols, out3)
 
     run_blocks(fill, iter_blocks(*pb.z.shape))
