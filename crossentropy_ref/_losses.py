@@ -267,6 +267,8 @@ def cross_entropy(
     - integer logits are accepted;
     - a negative `label_smoothing` is a ``ValueError``; torch silently
       treats it as 0;
+    - with probability targets, a class with no target mass and a -inf
+      logit contributes 0 (:math:`0 \log 0 = 0`); torch returns NaN;
     - a class axis of length 0 is a ``ValueError``;
     - ``'mean'`` with a zero denominator is always NaN; torch gives NaN too,
       except with negative class weights that sum to 0, where it can give
