@@ -87,12 +87,13 @@ def binary_cross_entropy(
     Natural logarithms. Each log is clamped at -100, as in torch, so that a
     prediction of exactly 0 or 1 gives a finite loss (at most 100 per
     element) and :math:`0 \log 0` counts as 0. :math:`\log(1 - x)` is
-    computed as ``log1p(-x)``, exact for tiny :math:`x`.
+    computed as ``log1p(-x)``, exact for tiny :math:`x` (torch 2.13.0 does
+    the same).
 
     *Differences from PyTorch*: a `target` outside [0, 1] is a
     ``ValueError`` (torch computes a meaningless, possibly negative loss);
-    ``log1p(-x)`` where torch uses ``log(1 - x)``, so for ``x < 1e-16`` and
-    ``t = 0`` the loss is ``x`` instead of torch's 0; the result is float64.
+    a NaN in `probs` propagates to the loss, where torch raises; the result
+    is float64.
 
     Examples
     --------

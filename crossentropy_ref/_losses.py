@@ -117,7 +117,7 @@ def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
         # 0 * log 0 = 0: a class with no target mass and a -inf logit contributes nothing.
         if not np.isfinite(bd).all():
             bd[(b == 0) & np.isposinf(np.subtract(m, zb))] = 0.0
-        return np.sum(bd, axis=1) + a * log1p_s
+        return _nan_where_nonfinite(np.sum(bd, axis=1) + a * log1p_s, m[:, 0, :])
     valid, yc, w_y = _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w)
     # d_y = m - z_y is gathered directly; no full-size array is needed for it.
     d_y = m[:, 0, :] - np.take_along_axis(zb, yc[:, None, :], axis=1)[:, 0, :]
@@ -127,13 +127,23 @@ def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
         d = np.subtract(m, zb)
         wd = np.sum(d, axis=1) if pb.w is None else np.einsum("c,ncs->ns", pb.w, d)
         loss += (pb.eps / pb.c) * (wd + pb.w_total * log1p_s)
-    return np.where(valid, loss, 0.0)
+    return np.where(valid, _nan_where_nonfinite(loss, m[:, 0, :]), 0.0)
+
+
+def _nan_where_nonfinite(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """NaN wherever the slice maximum `m` (broadcast against `x`) is not finite.
+
+    A slice holding +inf or NaN, or only -inf, has no finite shift; torch's
+    ``z - max`` is NaN there and so is everything computed from it.
+    """
+    np.copyto(x, np.nan, where=~np.isfinite(m))
+    return x
 
 
 def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
     zb = pb.z[rows, :, cols]
     g = out[rows, :, cols]  # a view: the gradient is built in place in the output
-    _, e, s, k = shifted_exp(zb, axis=1, out=g)
+    m, e, s, k = shifted_exp(zb, axis=1, out=g)
     inv = 1.0 / (1.0 + s)  # q_c = e_c * inv, and q_k = inv
     s_q = s * inv  # 1 - q_k, without the cancellation of 1 - inv
     if pb.probabilities:
@@ -156,6 +166,7 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
         rest = (1.0 - pb.eps) * w_y * (yc != k) + (pb.eps / pb.c) * (pb.w_total - w_k)
     # Entry k: a q_k - b_k = (a - b_k) - a (1 - q_k), with no cancellation when q_k -> 1.
     np.put_along_axis(g, k, rest - a * s_q, axis=1)
+    _nan_where_nonfinite(g, m)
     if pb.reduction == "mean":
         if pb.denom == 0:  # as torch: a zero denominator makes every entry NaN but the ignored ones
             g.fill(np.nan)
@@ -342,7 +353,8 @@ def cross_entropy(
         return total
     if pb.denom == 0:  # empty batch, all ignored, or zero target weights: NaN, as in torch
         return np.float64(np.nan)
-    return total / np.float64(pb.denom)
+    with np.errstate(over="ignore"):  # a subnormal denominator may overflow to inf, as in torch
+        return total / np.float64(pb.denom)
 
 
 def cross_entropy_grad(
@@ -401,7 +413,8 @@ def cross_entropy_grad(
     ``torch.autograd`` returns for ``F.cross_entropy(logits, target, ...)``
     (``.sum()`` of it for ``reduction='none'``), here in closed form. The
     entry at the largest logit is accurate where autograd's
-    ``softmax - 1`` rounds to 0.
+    ``softmax - 1`` rounds to 0. An ignored position's gradient is exactly 0
+    even when its logits hold NaN, where autograd gives NaN.
 
     Examples
     --------
@@ -428,7 +441,7 @@ def cross_entropy_grad(
     out3 = as_ncs(out)
 
     def fill(rows, cols):
-        with np.errstate(invalid="ignore"):  # thread-local, see cross_entropy
+        with np.errstate(invalid="ignore", over="ignore"):  # thread-local, see cross_entropy
             _grad_block(pb, rows, cols, out3)
 
     run_blocks(fill, iter_blocks(*pb.z.shape))
@@ -516,12 +529,13 @@ def nll_loss(
     x3 = as_ncs(x)
     valid, yc, w_y = _index_parts(t.reshape(n, s), ignore, w)
     picked = np.take_along_axis(x3, yc[:, None, :], axis=1)[:, 0, :]
-    # where(), not a product, so that a NaN or inf at an ignored position does not leak in.
-    loss = np.where(valid, -w_y * picked, 0.0)
-    if red == "none":
-        out = loss.reshape(t.shape)
-        return out[()] if out.ndim == 0 else out
-    if red == "sum":
-        return np.float64(np.sum(loss))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # inf * 0 and inf - inf are NaN, as in torch, without a warning.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # where(), not a product, so that a NaN or inf at an ignored position does not leak in.
+        loss = np.where(valid, -w_y * picked, 0.0)
+        if red == "none":
+            out = loss.reshape(t.shape)
+            return out[()] if out.ndim == 0 else out
+        if red == "sum":
+            return np.float64(np.sum(loss))
         return np.float64(np.sum(loss)) / np.float64(np.sum(w_y))

@@ -96,7 +96,8 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     is exactly 1) is kept out of the sum and added back through ``log1p``.
 
     *Differences from PyTorch*: none in value; integer input is accepted and
-    promoted to float64 (``torch.logsumexp`` rejects integer tensors).
+    promoted to float64 (``torch.logsumexp`` rejects integer tensors); an
+    empty `axis` is a ``ValueError`` (torch returns -inf).
     Slices that are all -inf give -inf and slices containing +inf give inf,
     as in torch.
 
@@ -170,7 +171,8 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
 
     *Differences from PyTorch*: ``F.log_softmax`` requires ``dim``; here it
     is called ``axis`` and defaults to the last axis, as in SciPy. Integer
-    input is accepted.
+    input is accepted. An empty `axis` is a ``ValueError`` (torch returns
+    an empty result).
 
     References
     ----------
@@ -203,6 +205,8 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
         m, _, s, _ = shifted_exp(z, ax)
         out = np.subtract(z, m)
         out -= np.log1p(s)
+    # A slice holding +inf or NaN, or only -inf, is NaN throughout, as in torch.
+    np.copyto(out, np.nan, where=~np.isfinite(m))
     return out
 
 
@@ -244,7 +248,8 @@ def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     subtracting the maximum changes nothing but the overflow.
 
     *Differences from PyTorch*: ``axis`` defaults to the last axis;
-    integer input is accepted.
+    integer input is accepted; an empty `axis` is a ``ValueError`` (torch
+    returns an empty result).
 
     Examples
     --------
@@ -264,4 +269,6 @@ def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
         m, e, s, k = shifted_exp(z, ax)
         np.put_along_axis(e, k, 1.0, axis=ax)  # restore the maximum's exp(0)
         e /= 1.0 + s
+    # A slice holding +inf or NaN, or only -inf, is NaN throughout, as in torch.
+    np.copyto(e, np.nan, where=~np.isfinite(m))
     return e

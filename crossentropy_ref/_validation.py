@@ -172,7 +172,8 @@ def check_broadcastable(a: np.ndarray, shape: tuple[int, ...], name: str, other:
 
 
 def check_unit_interval(a: np.ndarray, name: str) -> None:
-    """All entries in [0, 1]; NaN is let through (it propagates, as in torch)."""
+    """All entries in [0, 1]. NaN is let through and propagates to the loss (torch's
+    binary_cross_entropy raises on a NaN probability; listed as a difference)."""
     bad = (a < 0) | (a > 1)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0]) if a.ndim else ()

@@ -1,0 +1,321 @@
+"""Tests for crossentropy_ref._validation: bad input, dtypes, and arguments left untouched.
+
+Every error message below is part of the public contract (the message shape
+is "`name` must ...; got ..."), so each is matched in full, not by a fragment.
+TypeError is for a wrong kind of value, ValueError for a wrong shape or value.
+"""
+
+import copy
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import crossentropy_ref as ce
+from crossentropy_ref import textbook
+from crossentropy_ref._blocks import BLOCK_ELEMENTS
+
+Z45 = np.zeros((4, 5))
+Y4 = np.zeros(4, dtype=np.int64)
+REDUCTION_MSG = "`reduction` must be one of ('none', 'mean', 'sum'); got "
+REAL_MSG = "must hold real numbers (integer or floating point); got "
+
+
+def case(fn, args, kwargs, exc, msg, id):
+    return pytest.param(fn, args, kwargs, exc, msg, id=id)
+
+
+# Checks shared by cross_entropy and cross_entropy_grad (same argument handling).
+CE_CASES = [
+    case(None, (Z45, [0, 1, 5, 0]), {}, ValueError,
+         "`target` must hold class indices in [0, 5) or `ignore_index`=-100; got 5 at position (2,)",
+         "index-too-large"),
+    case(None, (Z45, [0, -1, 2, 0]), {}, ValueError,
+         "`target` must hold class indices in [0, 5) or `ignore_index`=-100; got -1 at position (1,)",
+         "index-negative"),
+    case(None, (Z45, [0, -100, 2, 0]), {"ignore_index": -1}, ValueError,
+         "`target` must hold class indices in [0, 5) or `ignore_index`=-1; got -100 at position (1,)",
+         "index-not-ignored"),
+    case(None, (np.zeros((2, 3, 4)), np.array([[0, 0, 0, 0], [0, 0, 7, 0]])), {}, ValueError,
+         "`target` must hold class indices in [0, 3) or `ignore_index`=-100; got 7 at position (1, 2)",
+         "index-spatial"),
+    case(None, (np.zeros(3), 3), {}, ValueError,
+         "`target` must hold class indices in [0, 3) or `ignore_index`=-100; got 3 at position ()", "index-unbatched"),
+    case(None, (Z45, [0, 1, 2]), {}, ValueError,
+         "`target` must have shape (4,) (class indices) or (4, 5) (class probabilities) to match `logits` of shape "
+         "(4, 5); got (3,)", "batch-mismatch"),
+    case(None, (np.zeros((2, 3, 4)), np.zeros((2, 5), dtype=np.int64)), {}, ValueError,
+         "`target` must have shape (2, 4) (class indices) or (2, 3, 4) (class probabilities) to match `logits` of "
+         "shape (2, 3, 4); got (2, 5)", "spatial-mismatch"),
+    case(None, (Z45, np.zeros((4, 4))), {}, ValueError,
+         "`target` must have shape (4,) (class indices) or (4, 5) (class probabilities) to match `logits` of shape "
+         "(4, 5); got (4, 4)", "probabilities-wrong-shape"),
+    case(None, (Z45, Y4), {"reduction": "avg"}, ValueError, REDUCTION_MSG + "'avg'", "reduction-unknown"),
+    case(None, (Z45, Y4), {"reduction": None}, TypeError, REDUCTION_MSG + "NoneType None", "reduction-not-str"),
+    case(None, (Z45, Y4), {"label_smoothing": 1.5}, ValueError,
+         "`label_smoothing` must be in [0, 1]; got 1.5", "smoothing-above-1"),
+    case(None, (Z45, Y4), {"label_smoothing": -0.1}, ValueError,
+         "`label_smoothing` must be in [0, 1]; got -0.1", "smoothing-negative"),
+    case(None, (Z45, Y4), {"label_smoothing": float("nan")}, ValueError,
+         "`label_smoothing` must be in [0, 1]; got nan", "smoothing-nan"),
+    case(None, (Z45, Y4), {"label_smoothing": "0.1"}, TypeError,
+         "`label_smoothing` must be a real number in [0, 1]; got str '0.1'", "smoothing-str"),
+    case(None, (Z45, Y4), {"label_smoothing": True}, TypeError,
+         "`label_smoothing` must be a real number in [0, 1]; got bool True", "smoothing-bool"),
+    case(None, (Z45, Y4, [1.0, 2.0]), {}, ValueError,
+         "`weight` must have shape (5,), one per class; got (2,)", "weight-length"),
+    case(None, (Z45, Y4), {"weight": np.ones((1, 5))}, ValueError,
+         "`weight` must have shape (5,), one per class; got (1, 5)", "weight-2d"),
+    case(None, (Z45, Y4, np.ones(5, dtype=complex)), {}, TypeError,
+         "`weight` " + REAL_MSG + "complex128 array of shape (5,)", "weight-complex"),
+    case(None, (Z45, np.zeros(4)), {}, TypeError,
+         "`target` must hold integer class indices; got float64 array of shape (4,)", "index-float"),
+    case(None, (Z45, np.zeros(4, dtype=bool)), {}, TypeError,
+         "`target` must hold integer class indices; got bool array of shape (4,)", "index-bool"),
+    case(None, (Z45, np.zeros((4, 5), dtype=complex)), {}, TypeError,
+         "`target` must hold class probabilities (real numbers); got complex128 array of shape (4, 5)",
+         "probabilities-complex"),
+    case(None, ([["a", "b"]], [0]), {}, TypeError, "`logits` " + REAL_MSG + "<U1 array of shape (1, 2)", "logits-str"),
+    case(None, (np.zeros((2, 2), dtype=complex), [0, 0]), {}, TypeError,
+         "`logits` " + REAL_MSG + "complex128 array of shape (2, 2)", "logits-complex"),
+    case(None, (np.zeros((2, 2), dtype=bool), [0, 0]), {}, TypeError,
+         "`logits` " + REAL_MSG + "bool array of shape (2, 2)", "logits-bool"),
+    case(None, (1.0, 0), {}, ValueError, "`logits` must have at least 1 dimension(s); got shape ()", "logits-0d"),
+    case(None, (np.zeros((2, 0)), [0, 0]), {}, ValueError,
+         "`logits` must have at least one class along axis 1; got shape (2, 0)", "no-classes"),
+    case(None, (np.zeros(0), 0), {}, ValueError,
+         "`logits` must have at least one class along axis 0; got shape (0,)", "no-classes-unbatched"),
+    case(None, (Z45, np.zeros((4, 5))), {"ignore_index": 0}, ValueError,
+         "`ignore_index` must be negative (unused) with class-probability targets, as in torch; got 0",
+         "ignore-index-with-probabilities"),
+    case(None, (Z45, Y4), {"ignore_index": 1.0}, TypeError,
+         "`ignore_index` must be an integer; got float 1.0", "ignore-index-float"),
+]
+
+NLL_CASES = [
+    case(ce.nll_loss, (Z45, [0, 1, 5, 0]), {}, ValueError,
+         "`target` must hold class indices in [0, 5) or `ignore_index`=-100; got 5 at position (2,)",
+         "index-too-large"),
+    case(ce.nll_loss, (Z45, [0, 1, 2]), {}, ValueError,
+         "`target` must have shape (4,) to match `log_probs` of shape (4, 5); got (3,)", "batch-mismatch"),
+    case(ce.nll_loss, (Z45, np.zeros((4, 5))), {}, ValueError,
+         "`target` must have shape (4,) to match `log_probs` of shape (4, 5); got (4, 5)", "probabilities"),
+    case(ce.nll_loss, (1.0, 0), {}, ValueError,
+         "`log_probs` must have at least 1 dimension(s); got shape ()", "log-probs-0d"),
+    case(ce.nll_loss, (np.zeros((2, 0)), [0, 0]), {}, ValueError,
+         "`log_probs` must have at least one class along axis 1; got shape (2, 0)", "no-classes"),
+    case(ce.nll_loss, (Z45, np.zeros(4)), {}, TypeError,
+         "`target` must hold integer class indices; got float64 array of shape (4,)", "index-float"),
+    case(ce.nll_loss, (Z45, Y4), {"reduction": "avg"}, ValueError, REDUCTION_MSG + "'avg'", "reduction-unknown"),
+    case(ce.nll_loss, (Z45, Y4, np.ones(4)), {}, ValueError,
+         "`weight` must have shape (5,), one per class; got (4,)", "weight-length"),
+    case(ce.nll_loss, (np.zeros((4, 5), dtype=complex), Y4), {}, TypeError,
+         "`log_probs` " + REAL_MSG + "complex128 array of shape (4, 5)", "log-probs-complex"),
+]
+
+BCE = ce.binary_cross_entropy
+BCEL = ce.binary_cross_entropy_with_logits
+HALF23 = np.full((2, 3), 0.5)
+BINARY_CASES = [
+    case(BCE, ([0.5, 1.5], [0.0, 1.0]), {}, ValueError,
+         "`probs` must hold values in [0, 1]; got 1.5 at position (1,)", "bce-probs-above-1"),
+    case(BCE, ([[0.5, -0.5]], [[0.0, 1.0]]), {}, ValueError,
+         "`probs` must hold values in [0, 1]; got -0.5 at position (0, 1)", "bce-probs-negative"),
+    case(BCE, ([0.5, 0.5], [0.0, 2.0]), {}, ValueError,
+         "`target` must hold values in [0, 1]; got 2.0 at position (1,)", "bce-target-above-1"),
+    case(BCE, ([0.5, 0.5], [0.0, 1.0, 1.0]), {}, ValueError,
+         "`target` must have shape (2,) to match `probs` of shape (2,); got (3,)", "bce-target-shape"),
+    case(BCE, (HALF23, HALF23, np.ones(2)), {}, ValueError,
+         "`weight` must broadcast to the shape (2, 3) of `probs`; got (2,)", "bce-weight-shape"),
+    case(BCE, (np.full(3, 0.5), np.full(3, 0.5), np.ones((2, 3))), {}, ValueError,
+         "`weight` must broadcast to the shape (3,) of `probs`; got (2, 3)", "bce-weight-larger"),
+    case(BCE, (np.ones(2, dtype=bool), np.ones(2)), {}, TypeError,
+         "`probs` " + REAL_MSG + "bool array of shape (2,)", "bce-probs-bool"),
+    case(BCE, ([0.5], ["a"]), {}, TypeError, "`target` " + REAL_MSG + "<U1 array of shape (1,)", "bce-target-str"),
+    case(BCE, ([0.5], [0.5]), {"reduction": "mean "}, ValueError, REDUCTION_MSG + "'mean '", "bce-reduction"),
+    case(BCEL, ([0.5, 0.5], [0.0, -1.0]), {}, ValueError,
+         "`target` must hold values in [0, 1]; got -1.0 at position (1,)", "bcel-target-negative"),
+    case(BCEL, ([0.5, 0.5], [0.0]), {}, ValueError,
+         "`target` must have shape (2,) to match `logits` of shape (2,); got (1,)", "bcel-target-shape"),
+    case(BCEL, (np.zeros((2, 3)), np.zeros((2, 3)), np.ones(2)), {}, ValueError,
+         "`weight` must broadcast to the shape (2, 3) of `logits`; got (2,)", "bcel-weight-shape"),
+    case(BCEL, (np.zeros((2, 3)), np.zeros((2, 3))), {"pos_weight": np.ones(2)}, ValueError,
+         "`pos_weight` must broadcast to the shape (2, 3) of `logits`; got (2,)", "bcel-pos-weight-length"),
+    case(BCEL, (np.zeros(3), np.zeros(3)), {"pos_weight": np.ones((2, 3))}, ValueError,
+         "`pos_weight` must broadcast to the shape (3,) of `logits`; got (2, 3)", "bcel-pos-weight-larger"),
+    case(BCEL, (np.zeros(3), np.zeros(3)), {"pos_weight": np.ones(3, dtype=complex)}, TypeError,
+         "`pos_weight` " + REAL_MSG + "complex128 array of shape (3,)", "bcel-pos-weight-complex"),
+    case(BCEL, ("abc", np.zeros(3)), {}, TypeError, "`logits` " + REAL_MSG + "<U3 array of shape ()",
+         "bcel-logits-str"),
+    case(BCEL, ([0.0], [1.0]), {"reduction": 1}, TypeError, REDUCTION_MSG + "int 1", "bcel-reduction-int"),
+]
+
+SOFTMAX_CASES = [
+    case(None, (np.zeros((2, 3)),), {"axis": 2}, ValueError,
+         "`axis` must be in [-2, 2) for an input with 2 dimension(s); got 2", "axis-too-large"),
+    case(None, (np.zeros((2, 3)),), {"axis": -3}, ValueError,
+         "`axis` must be in [-2, 2) for an input with 2 dimension(s); got -3", "axis-too-negative"),
+    case(None, (np.zeros((2, 3)),), {"axis": 1.0}, TypeError, "`axis` must be an integer; got float 1.0", "axis-float"),
+    case(None, (np.zeros(3),), {"axis": None}, TypeError, "`axis` must be an integer; got NoneType None", "axis-none"),
+    case(None, (1.0,), {}, ValueError, "`x` must have at least 1 dimension(s); got shape ()", "x-0d"),
+    case(None, (np.zeros((2, 0)),), {}, ValueError,
+         "`x` must have at least one entry along axis 1; got shape (2, 0)", "empty-axis"),
+    case(None, (np.zeros(3, dtype=complex),), {}, TypeError, "`x` " + REAL_MSG + "complex128 array of shape (3,)",
+         "x-complex"),
+    case(None, (["a", "b"],), {}, TypeError, "`x` " + REAL_MSG + "<U1 array of shape (2,)", "x-str"),
+]
+
+ONE_HOT_CASES = [
+    case(ce.one_hot, ([0, 3], 3), {}, ValueError,
+         "`target` must hold class indices below `num_classes`=3; got 3", "index-too-large"),
+    case(ce.one_hot, ([0, -1], 3), {}, ValueError, "`target` must hold non-negative class indices; got -1", "negative"),
+    case(ce.one_hot, ([0.0, 1.0], 3), {}, TypeError,
+         "`target` must hold integer class indices; got float64 array of shape (2,)", "float"),
+    case(ce.one_hot, ([True],), {}, TypeError, "`target` must hold integer class indices; got bool array of shape (1,)",
+         "bool"),
+    case(ce.one_hot, ([0], -2), {}, ValueError,
+         "`num_classes` must be -1 (infer) or a non-negative integer; got -2", "num-classes-negative"),
+    case(ce.one_hot, ([0], 3.0), {}, TypeError, "`num_classes` must be an integer; got float 3.0", "num-classes-float"),
+    case(ce.one_hot, (np.zeros(0, dtype=np.int64),), {}, ValueError,
+         "`num_classes` must be given for an empty `target`; got -1", "empty-without-num-classes"),
+]
+
+
+def _check(fn, args, kwargs, exc, msg):
+    with pytest.raises(exc, match=f"^{re.escape(msg)}$") as info:
+        fn(*args, **kwargs)
+    assert type(info.value) is exc  # exactly TypeError or ValueError, not a subclass
+
+
+@pytest.mark.parametrize("fn", [ce.cross_entropy, ce.cross_entropy_grad], ids=["loss", "grad"])
+@pytest.mark.parametrize(("_", "args", "kwargs", "exc", "msg"), CE_CASES)
+def test_cross_entropy_rejects(fn, _, args, kwargs, exc, msg):
+    _check(fn, args, kwargs, exc, msg)
+
+
+def test_cross_entropy_rejects_ragged_logits():
+    # The message ends with numpy's own explanation, which is not ours to pin.
+    with pytest.raises(TypeError, match=r"^`logits` must be an array of real numbers; got list \(.+\)$"):
+        ce.cross_entropy([[1.0, 2.0], [1.0]], [0, 0])
+
+
+@pytest.mark.parametrize(("fn", "args", "kwargs", "exc", "msg"), NLL_CASES + BINARY_CASES + ONE_HOT_CASES)
+def test_rejects(fn, args, kwargs, exc, msg):
+    _check(fn, args, kwargs, exc, msg)
+
+
+@pytest.mark.parametrize("fn", [ce.log_softmax, ce.softmax, ce.logsumexp], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(("_", "args", "kwargs", "exc", "msg"), SOFTMAX_CASES)
+def test_softmax_family_rejects(fn, _, args, kwargs, exc, msg):
+    _check(fn, args, kwargs, exc, msg)
+
+
+def test_torch_treats_negative_smoothing_as_zero():
+    # Why the ValueError above is a documented difference: torch 2.13.0 silently
+    # returns the unsmoothed loss for label_smoothing=-0.1.
+    z, y = torch.tensor([[1.0, 2.0, 0.5]], dtype=torch.float64), torch.tensor([0])
+    assert F.cross_entropy(z, y, label_smoothing=-0.1).item() == F.cross_entropy(z, y).item()
+
+
+# ---------------------------------------------------------------------------
+# Every public function: arguments are never written, any real dtype computes in float64
+# ---------------------------------------------------------------------------
+
+
+def public_calls():
+    """name -> (function, args, kwargs) on small valid inputs (float64 where real)."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(scale=3.0, size=(3, 4, 2))
+    y = rng.integers(0, 4, size=(3, 2))
+    p = rng.dirichlet(np.ones(4), size=(3, 2)).transpose(0, 2, 1)
+    w = rng.uniform(0.5, 2.0, size=4)
+    x = rng.normal(scale=3.0, size=(3, 4))
+    t = rng.uniform(size=(3, 4))
+    big = rng.normal(size=(9 * BLOCK_ELEMENTS // 64, 64))  # enough blocks for the thread pool
+    return {
+        "cross_entropy-index": (ce.cross_entropy, (z, y, w), {"label_smoothing": 0.1}),
+        "cross_entropy-probabilities": (ce.cross_entropy, (z, p, w), {"reduction": "none"}),
+        "cross_entropy_grad-index": (ce.cross_entropy_grad, (z, y, w), {"label_smoothing": 0.1}),
+        "cross_entropy_grad-probabilities": (ce.cross_entropy_grad, (z, p, w), {}),
+        "cross_entropy_grad-blocks": (ce.cross_entropy_grad, (big, rng.integers(0, 64, size=big.shape[0])), {}),
+        "nll_loss": (ce.nll_loss, (ce.log_softmax(z, axis=1), y, w), {}),
+        "binary_cross_entropy": (ce.binary_cross_entropy, (rng.uniform(size=(3, 4)), t, w), {}),
+        "binary_cross_entropy_with_logits": (
+            ce.binary_cross_entropy_with_logits, (x, t, w), {"pos_weight": w[::-1].copy()}
+        ),
+        "log_softmax": (ce.log_softmax, (z,), {"axis": 1}),
+        "softmax": (ce.softmax, (z,), {"axis": 1}),
+        "logsumexp": (ce.logsumexp, (z,), {"axis": 1}),
+        "one_hot": (ce.one_hot, (y,), {"num_classes": 4}),
+        "textbook.softmax": (textbook.softmax, (x,), {}),
+        "textbook.cross_entropy": (textbook.cross_entropy, (t, ce.softmax(x)), {}),
+    }
+
+
+CALLS = public_calls()
+
+
+def _arrays(args, kwargs):
+    return [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)]
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_arguments_are_not_modified(name):
+    fn, args, kwargs = CALLS[name]
+    args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
+    before = [a.copy() for a in _arrays(args, kwargs)]
+    fn(*args, **kwargs)
+    for a, b in zip(_arrays(args, kwargs), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_read_only_arguments_are_accepted(name):
+    # A write into an argument would raise "assignment destination is read-only".
+    fn, args, kwargs = CALLS[name]
+    args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
+    for a in _arrays(args, kwargs):
+        a.setflags(write=False)
+    fn(*args, **kwargs)
+
+
+def _cast(a, dtype):
+    """`a` in `dtype`; for integers rounded first (probabilities become 0/1, still valid), and
+    made non-negative first for unsigned ones."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return a.astype(dtype)
+    return np.round(np.abs(a) if dtype.kind == "u" else a).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32, np.int64, np.uint8])
+@pytest.mark.parametrize("name", [n for n in CALLS if n != "one_hot" and not n.startswith("textbook")])
+def test_real_inputs_of_any_dtype_give_float64(name, dtype):
+    # Every real-valued argument cast to `dtype` gives exactly the result for the
+    # same values cast to float64, in float64. Index targets keep their int64.
+    fn, args, kwargs = CALLS[name]
+
+    def real(a):
+        return isinstance(a, np.ndarray) and a.dtype.kind == "f"
+
+    def cast_all(to):
+        new_args = tuple(to(_cast(a, dtype)) if real(a) else a for a in args)
+        new_kwargs = {k: to(_cast(v, dtype)) if real(v) else v for k, v in kwargs.items()}
+        return new_args, new_kwargs
+
+    low_args, low_kwargs = cast_all(lambda a: a)
+    f64_args, f64_kwargs = cast_all(lambda a: a.astype(np.float64))
+    out = fn(*low_args, **low_kwargs)
+    assert np.asarray(out).dtype == np.float64
+    np.testing.assert_array_equal(out, fn(*f64_args, **f64_kwargs))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int16, np.uint8, np.uint64])
+def test_index_targets_of_any_integer_dtype(dtype):
+    # Documented difference: torch needs int64 indices; any integer width is accepted here.
+    fn, (z, y, w), kwargs = CALLS["cross_entropy-index"]
+    np.testing.assert_array_equal(fn(z, y.astype(dtype), w, **kwargs), fn(z, y, w, **kwargs))
+    np.testing.assert_array_equal(ce.cross_entropy_grad(z, y.astype(dtype), w), ce.cross_entropy_grad(z, y, w))
+    np.testing.assert_array_equal(ce.nll_loss(z, y.astype(dtype)), ce.nll_loss(z, y))
