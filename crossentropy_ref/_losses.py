@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
 from ._blocks import BLOCK_ELEMENTS, as_ncs, iter_blocks, positions_shape, run_blocks, scratch
-from ._softmax import shifted_exp
+from ._softmax import exp_rest_sum, shifted_exp
 
 
 def _check_classes(z: np.ndarray, name: str = "logits") -> int:
@@ -105,9 +105,23 @@ def _mass(pb: _Inputs, rows, cols) -> np.ndarray:
     return b
 
 
+def _gather_target(z: np.ndarray, rows: slice, cols: slice, yc: np.ndarray) -> np.ndarray:
+    """z[n, yc[n, s], s] for the positions of a block, shape (bn, bs)."""
+    n, c, s = z.shape
+    if not z.flags.c_contiguous:
+        return np.take_along_axis(z[rows, :, cols], yc[:, None, :], axis=1)[:, 0, :]
+    # A flat take on the contiguous logits is several times faster than take_along_axis,
+    # which builds broadcast index arrays for every axis.
+    base = np.arange(n)[rows, None] * (c * s) + np.arange(s)[None, cols]
+    return np.take(z.reshape(-1), base + yc * s)
+
+
 def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
     zb = pb.z[rows, :, cols]
-    m, _, s, _ = shifted_exp(zb, axis=1, out=scratch(zb.shape))
+    if zb.shape[2] > 1:  # class axis in the middle: skip argmax, which would copy the block
+        m, s = exp_rest_sum(zb, axis=1, out=scratch(zb.shape))
+    else:
+        m, _, s, _ = shifted_exp(zb, axis=1, out=scratch(zb.shape))
     log1p_s = np.log1p(s[:, 0, :])
     if pb.probabilities:
         b = _mass(pb, rows, cols)
@@ -120,7 +134,7 @@ def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
         return _nan_where_nonfinite(np.sum(bd, axis=1) + a * log1p_s, m[:, 0, :])
     valid, yc, w_y = _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w)
     # d_y = m - z_y is gathered directly; no full-size array is needed for it.
-    d_y = m[:, 0, :] - np.take_along_axis(zb, yc[:, None, :], axis=1)[:, 0, :]
+    d_y = m[:, 0, :] - _gather_target(pb.z, rows, cols, yc)
     loss = (1.0 - pb.eps) * w_y * (d_y + log1p_s)
     if pb.eps:
         # Smoothing term eps/C * sum_c w_c (-log q_c) = eps/C * (sum_c w_c d_c + W log1p(s)), all terms >= 0.

@@ -49,6 +49,24 @@ def shifted_exp(z: np.ndarray, axis: int, *, finite_shift: bool = False, out: np
     return m, e, s, k
 
 
+def exp_rest_sum(z: np.ndarray, axis: int, *, out: np.ndarray | None = None):
+    """Return ``(m, s)`` as :func:`shifted_exp` does, without locating the maximum.
+
+    Every entry equal to the maximum has ``exp(0) = 1`` exactly; they are all
+    left out of the sum and all but one added back as whole ones. This avoids
+    ``argmax``, which copies when `axis` is not the last contiguous axis (the
+    class axis of (N, C, d1, ...) inputs). A NaN slice gives ``m = NaN``.
+    """
+    m = np.max(z, axis=axis, keepdims=True)
+    e = np.subtract(z, m, out=out)
+    ties = e == 0.0
+    np.exp(e, out=e)
+    np.copyto(e, 0.0, where=ties)
+    s = np.sum(e, axis=axis, keepdims=True)
+    s += np.count_nonzero(ties, axis=axis, keepdims=True) - 1
+    return m, s
+
+
 def _check_nonempty(z: np.ndarray, axis: int, name: str) -> None:
     if z.shape[axis] == 0:
         raise ValueError(f"`{name}` must have at least one entry along axis {axis}; got shape {z.shape}")
