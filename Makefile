@@ -5,6 +5,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MATHJAX := .mathjax/installed.json
 BUILDDIR ?= _build
 SPHINXOPTS ?= -W --keep-going -n
 SPHINXBUILD = $(BIN)/sphinx-build
@@ -31,16 +32,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# MathJax, served from the site itself: npm packages at exact versions, no lockfile.
+$(MATHJAX): docs/_ext/fetch_mathjax.py
+	$(PYTHON) docs/_ext/fetch_mathjax.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-html: $(STAMP)
+html: $(STAMP) $(MATHJAX)
 	$(SPHINXBUILD) -M html docs $(BUILDDIR) -c . $(SPHINXOPTS)
 
-doctest: $(STAMP)
+doctest: $(STAMP) $(MATHJAX)
 	$(SPHINXBUILD) -M doctest docs $(BUILDDIR) -c . $(SPHINXOPTS)
 
-livehtml: $(STAMP)
+livehtml: $(STAMP) $(MATHJAX)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'sphinx-autobuild==2025.8.25'
 	$(BIN)/sphinx-autobuild docs $(BUILDDIR)/html -c . $(SPHINXOPTS) --host $(HOST) --port $(PORT)
 

@@ -50,6 +50,14 @@ nb_execution_raise_on_error = True
 nb_execution_timeout = 300
 nb_output_stderr = "warn"
 nb_merge_streams = True
+# ipykernel logs "Kernel is running over TCP without encryption" to the terminal
+# on every kernel start, and myst-nb's kernel manager reads no Jupyter config
+# files. So the build finds its python3 kernelspec first in docs/_jupyter: the
+# usual one, plus --IPKernelApp.log_level=ERROR. That only concerns the kernel
+# process's own log; what a cell prints to stderr still fails the build.
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    [str(ROOT / "docs" / "_jupyter")] + [p for p in [os.environ.get("JUPYTER_PATH")] if p]
+)
 myst_enable_extensions = ["amsmath", "dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 
@@ -73,3 +81,12 @@ html_theme = "sphinx_book_theme"
 html_title = "crossentropy_ref"
 html_static_path = ["docs/_static"]
 html_theme_options = {"show_toc_level": 2}
+html_favicon = "docs/_static/favicon.svg"
+html_css_files = ["site.css"]
+# Light or dark as the reader's system prefers (without it the theme logs a console error).
+html_context = {"default_mode": "auto"}
+# The site loads nothing from other hosts: docs/_ext/local_mathjax.py serves
+# MathJax from _static/ (`make html` installs it into .mathjax/ first). The
+# site's public URL, where known, gives the 404 page its <base>: Read the Docs
+# sets READTHEDOCS_CANONICAL_URL, .github/workflows/pages.yml sets BOOK_BASE_URL.
+html_baseurl = os.environ.get("READTHEDOCS_CANONICAL_URL") or os.environ.get("BOOK_BASE_URL", "")

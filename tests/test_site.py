@@ -1,0 +1,650 @@
+"""The built book as a reader meets it, in a real browser (Chromium via Playwright).
+
+The tests serve _build/html on 127.0.0.1, the way a host would (a missing path
+gets the site's 404 page with status 404), crawl every page from index.html
+and check that
+
+* nothing is loaded from another host, nothing fails or answers 404, and no
+  page logs a console error or throws;
+* every page with math renders it (MathJax containers, no MathJax errors)
+  with fonts served by the site itself;
+* every internal link and every #anchor resolves;
+* the search page finds an API name and a word of the prose;
+* in dark mode, text, code outputs, tables and figures keep their contrast;
+* at a phone's width (390 px) no page scrolls sideways and no text is cut off.
+
+Screenshots of a key page in light and dark mode, and at phone width, go to
+_build/screenshots/.
+
+They need Debian's chromium (`apt-get install chromium`; never `playwright
+install`) and a built site (`make html`). Without either they are skipped,
+unless REQUIRE_BROWSER_TESTS=1 (CI sets it): then they fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+REQUIRED = os.environ.get("REQUIRE_BROWSER_TESTS") == "1"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# A page with math, a code output, a table and a figure; and the widest table.
+KEY_PAGE = "explanation/accuracy.html"
+WIDE_PAGE = "reference/parity.html"
+PHONE = {"width": 390, "height": 844}
+PHONE_SHOTS = {KEY_PAGE: 'mjx-container[display="true"]', WIDE_PAGE: "article table"}
+MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text
+
+
+def _chromium() -> str | None:
+    found = shutil.which("chromium")
+    if found:
+        return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def _unavailable() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if _chromium() is None:
+        return "no chromium: `apt-get install chromium` (never `playwright install`)"
+    if not (SITE / "index.html").is_file():
+        return f"no built site in {SITE}: run `make html`"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed: `pip install -e '.[test]'`"
+    return None
+
+
+@pytest.fixture(scope="session")
+def available():
+    reason = _unavailable()
+    if reason is not None:
+        message = f"browser tests not run: {reason}"
+        if REQUIRED:
+            pytest.fail(message + " (REQUIRE_BROWSER_TESTS=1)", pytrace=False)
+        pytest.skip(message)
+
+
+# --- the server ----------------------------------------------------------------
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files from the site; a missing path gets 404.html, as on a real host."""
+
+    def send_error(self, code, message=None, explain=None):
+        page = Path(self.directory, "404.html")
+        if code != 404 or not page.is_file():
+            super().send_error(code, message, explain)
+            return
+        body = page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format, *args):  # keep the test output clean
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+        # else: the browser dropped a request it no longer needed (it left the page)
+
+
+@pytest.fixture(scope="session")
+def base_url(available):
+    server = _Server(("127.0.0.1", 0), functools.partial(_Handler, directory=str(SITE)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        error.close()
+        return error.code
+
+
+# --- the browser ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser(available):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Visit:
+    """What one page load showed."""
+
+    url: str
+    status: int | None = None
+    requests: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # failed or >= 400
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    font_responses: list[tuple[str, int]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # absolute hrefs
+    ids: set[str] = field(default_factory=set)
+    math_sources: int = 0  # Sphinx math elements in the page
+    math_containers: int = 0
+    math_errors: list[str] = field(default_factory=list)
+    font_faces: list[tuple[str, str]] = field(default_factory=list)  # (family, status)
+    has_favicon: bool = False
+
+
+# Runs in the page once it has loaded and MathJax (if any) has typeset it.
+_INSPECT = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  await document.fonts.ready;
+  return {
+    links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+    ids: [...document.querySelectorAll('[id]')].map(e => e.id)
+         .concat([...document.querySelectorAll('a[name]')].map(a => a.name)),
+    mathSources: document.querySelectorAll('.math').length,
+    mathContainers: document.querySelectorAll('mjx-container').length,
+    mathErrors: [...document.querySelectorAll('mjx-merror')].map(e => e.textContent),
+    fontFaces: [...document.fonts].map(f => [f.family, f.status]),
+    hasFavicon: !!document.querySelector('link[rel~="icon"]'),
+  };
+}"""
+
+
+class _Tab:
+    """One browser context and page whose events are recorded into the current Visit."""
+
+    def __init__(self, browser, **context_options):
+        self.context = browser.new_context(**context_options)
+        self.page = self.context.new_page()
+        self.visit: Visit | None = None
+        # The context, not the page, also sees the requests of MathJax's speech worker.
+        self.context.on("request", self._on_request)
+        self.context.on("requestfailed", self._on_failed)
+        self.context.on("response", self._on_response)
+        self.page.on("console", self._on_console)
+        self.page.on("pageerror", self._on_page_error)
+
+    def _on_request(self, request):
+        if self.visit:
+            self.visit.requests.append(request.url)
+
+    def _on_failed(self, request):
+        if self.visit:
+            self.visit.failures.append(f"{request.url}: {request.failure}")
+
+    def _on_response(self, response):
+        if not self.visit:
+            return
+        if response.status >= 400 and response.url != self.visit.url:
+            self.visit.failures.append(f"{response.url}: HTTP {response.status}")
+        if response.request.resource_type == "font":
+            self.visit.font_responses.append((response.url, response.status))
+
+    def _on_console(self, message):
+        if self.visit and message.type == "error":
+            where = message.location.get("url", "")
+            self.visit.console_errors.append(f"{message.text} ({where})" if where else message.text)
+
+    def _on_page_error(self, error):
+        if self.visit:
+            self.visit.page_errors.append(str(error))
+
+    def visit_page(self, url: str) -> Visit:
+        """Load url, let MathJax finish, and record what happened."""
+        self.visit = visit = Visit(url)
+        response = self.page.goto(url, wait_until="load")
+        visit.status = response.status if response else None
+        data = self.page.evaluate(_INSPECT)
+        self.page.wait_for_load_state("networkidle")  # what MathJax fetched after typesetting
+        visit.links = data["links"]
+        visit.ids = set(data["ids"])
+        visit.math_sources = data["mathSources"]
+        visit.math_containers = data["mathContainers"]
+        visit.math_errors = data["mathErrors"]
+        visit.font_faces = [tuple(f) for f in data["fontFaces"]]
+        visit.has_favicon = data["hasFavicon"]
+        self.visit = None  # leaving the page may abort requests: not this page's failures
+        return visit
+
+    def close(self):
+        self.context.close()
+
+
+def _settle(page) -> None:
+    """Wait until MathJax has put in every formula and the fonts are in.
+
+    That fixes the layout and the colours; MathJax's speech, computed after
+    that in a worker, changes neither (visit_page waits for it too).
+    """
+    page.wait_for_function(
+        "() => document.querySelectorAll('mjx-container').length"
+        " >= document.querySelectorAll('.math').length"
+    )
+    page.evaluate("async () => { await document.fonts.ready; }")
+
+
+def _page_key(url: str, base: str) -> str | None:
+    """The site path of an HTML page url on this server, or None."""
+    url = urldefrag(url).url
+    if not url.startswith(base):
+        return None
+    path = urlsplit(url).path[len(urlsplit(base).path) :]
+    if path == "" or path.endswith("/"):
+        path += "index.html"
+    return path if path.endswith(".html") else None
+
+
+# Sphinx's own pages, which the theme reaches by a form or not at all.
+SEEDS = ["index.html", "search.html", "genindex.html", "py-modindex.html"]
+
+
+@pytest.fixture(scope="session")
+def crawl(browser, base_url) -> dict[str, Visit]:
+    """Every page reachable from index.html (and SEEDS), visited once, in light mode."""
+    visits: dict[str, Visit] = {}
+    queue = deque(p for p in SEEDS if (SITE / p).is_file())
+    seen = set(queue)
+    tab = _Tab(browser)
+    try:
+        while queue:
+            path = queue.popleft()
+            visits[path] = visit = tab.visit_page(base_url + path)
+            for link in visit.links:
+                key = _page_key(link, base_url)
+                if key is not None and key not in seen:
+                    seen.add(key)
+                    queue.append(key)
+    finally:
+        tab.close()
+    return visits
+
+
+def _other_host(url: str, base_url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about"):
+        # blob: URLs carry their creator's origin (MathJax starts its speech worker from one).
+        return parts.scheme == "blob" and not url[len("blob:") :].startswith(base_url)
+    return parts.netloc != urlsplit(base_url).netloc
+
+
+# --- every page ----------------------------------------------------------------
+
+
+def test_crawl_reaches_every_built_page(crawl):
+    built = {
+        p.relative_to(SITE).as_posix()
+        for p in SITE.rglob("*.html")
+        if not p.relative_to(SITE).parts[0].startswith("_")
+    }
+    built.discard("404.html")  # reached only by a missing path (test_missing_path...)
+    assert built - set(crawl) == set(), "pages no link leads to"
+    assert len(crawl) >= 12  # at least the index and the 11 pages of the book
+
+
+def test_nothing_is_loaded_from_another_host(crawl, base_url):
+    outside = {
+        path: sorted({u for u in visit.requests if _other_host(u, base_url)})
+        for path, visit in crawl.items()
+    }
+    assert {p: u for p, u in outside.items() if u} == {}
+
+
+def test_no_failed_requests(crawl):
+    assert {p: v.failures for p, v in crawl.items() if v.failures or v.status != 200} == {}
+
+
+def test_no_console_or_page_errors(crawl):
+    errors = {
+        p: v.console_errors + v.page_errors
+        for p, v in crawl.items()
+        if v.console_errors or v.page_errors
+    }
+    assert errors == {}
+
+
+def test_every_page_has_a_favicon_that_loads(crawl, base_url):
+    assert [p for p, v in crawl.items() if not v.has_favicon] == []
+    assert _status(base_url + "_static/favicon.svg") == 200
+
+
+# --- math ----------------------------------------------------------------------
+
+
+def test_math_renders_on_every_page_with_math(crawl):
+    with_math = {p: v for p, v in crawl.items() if v.math_sources}
+    assert len(with_math) >= 5  # the book is about a formula
+    bad = {
+        p: (v.math_sources, v.math_containers, v.math_errors)
+        for p, v in with_math.items()
+        if v.math_containers < v.math_sources or v.math_errors
+    }
+    assert bad == {}
+
+
+def test_math_fonts_come_from_the_site(crawl, base_url):
+    """MathJax draws with fallback fonts when its own fail, so check where they came from."""
+    for path, visit in crawl.items():
+        fonts = visit.font_responses
+        # 304: revalidated from the browser's cache, which the crawl shares between pages.
+        bad = [(u, s) for u, s in fonts if _other_host(u, base_url) or s not in (200, 304)]
+        assert bad == [], path
+        assert [f for f in visit.font_faces if f[1] == "error"] == [], path
+        if visit.math_sources:
+            mathjax_fonts = [u for u, _ in fonts if "/_static/mathjax/fonts/" in u]
+            assert mathjax_fonts, f"{path}: math, but no MathJax font loaded from the site"
+            loaded = [f for f, s in visit.font_faces if f.startswith("MJX") and s == "loaded"]
+            assert loaded, f"{path}: no MathJax font face loaded"
+
+
+def test_mathjax_is_the_local_copy(crawl):
+    scripts = {u for v in crawl.values() for u in v.requests if "tex-chtml" in u}
+    assert scripts and all("/_static/mathjax/tex-chtml.js" in u for u in scripts)
+
+
+# --- links ---------------------------------------------------------------------
+
+
+def test_internal_links_and_anchors_resolve(crawl, base_url):
+    broken = []
+    other = set()  # internal targets that are not pages: images, sources, downloads
+    for path, visit in crawl.items():
+        for link in visit.links:
+            if urlsplit(link).scheme not in ("http", "https") or _other_host(link, base_url):
+                continue  # mailto:, external sites (not fetched: no network here)
+            target, fragment = urldefrag(link)
+            key = _page_key(target, base_url)
+            if key is None:
+                other.add(target)
+                continue
+            if key not in crawl:
+                broken.append(f"{path} -> {link}: page not crawled")
+            elif fragment and unquote(fragment) not in crawl[key].ids:
+                broken.append(f"{path} -> {link}: no id {unquote(fragment)!r}")
+    broken += [f"{url}: HTTP {s}" for url in sorted(other) if (s := _status(url)) != 200]
+    assert broken == []
+
+
+def test_missing_path_gets_a_working_404_page(browser, base_url):
+    url = base_url + "no/such/page.html"
+    tab = _Tab(browser)
+    try:
+        visit = tab.visit_page(url)
+        title = tab.page.title()
+        home = tab.page.locator("main a", has_text="contents").first.get_attribute("href")
+        home_url = tab.page.evaluate("(href) => new URL(href, document.baseURI).href", home)
+    finally:
+        tab.close()
+    assert visit.status == 404
+    assert "Page not found" in title
+    # Chromium logs the page's own 404 as a console error; nothing else may fail.
+    own = f"Failed to load resource: the server responded with a status of 404 (Not Found) ({url})"
+    assert [e for e in visit.console_errors if e != own] == []
+    assert visit.failures == [] and visit.page_errors == []
+    assert not [u for u in visit.requests if _other_host(u, base_url)]
+    # Styles and scripts came from the site root, not from /no/such/.
+    assert any(u.startswith(base_url + "_static/") for u in visit.requests)
+    assert home_url == base_url + "index.html"
+
+
+# --- search --------------------------------------------------------------------
+
+
+def _search(browser, base_url, query: str) -> list[str]:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{base_url}search.html?q={query}", wait_until="networkidle")
+        page.wait_for_function(
+            "() => (document.querySelector('#search-results') || {}).textContent"
+            " && /found|did not match/i.test(document.querySelector('#search-results').textContent)"
+        )
+        hrefs = page.eval_on_selector_all("#search-results li a", "as => as.map(a => a.href)")
+    finally:
+        context.close()
+    return [urlsplit(h).path.lstrip("/") for h in hrefs]
+
+
+def test_search_finds_an_api_name(browser, base_url):
+    hits = _search(browser, base_url, "logsumexp")
+    assert "reference/generated/crossentropy_ref.logsumexp.html" in hits
+
+
+def test_search_finds_words_of_the_prose(browser, base_url):
+    # "smoothing": the label-smoothing option, explained in the how-to pages.
+    hits = _search(browser, base_url, "smoothing")
+    assert [h for h in hits if not h.startswith("reference/generated/")], hits
+
+
+# --- dark mode -----------------------------------------------------------------
+
+# The contrast of text against what is actually behind it (ancestors'
+# backgrounds composited), for code outputs, code, tables and prose; and for
+# every figure whether it is drawn on its own opaque (light) background.
+_CONTRAST = """(minRatio) => {
+  const parse = (c) => {
+    const m = c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return [0, 0, 0, 0];
+    const v = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+    return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1];
+  };
+  const over = (top, bottom) => {
+    const a = top[3];
+    return [0, 1, 2].map(i => top[i] * a + bottom[i] * (1 - a)).concat([1]);
+  };
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) layers.push(c);
+      if (c[3] >= 1) break;
+    }
+    let color = [255, 255, 255, 1];  // the canvas behind everything
+    for (const layer of layers.reverse()) color = over(layer, color);
+    return color;
+  };
+  const lum = (c) => {
+    const [r, g, b] = c.slice(0, 3).map(x => {
+      x /= 255;
+      return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const ratio = (a, b) => {
+    const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  };
+  const groups = {
+    'code output': '.cell_output pre, .cell_output pre span, .output pre',
+    'code': 'div.highlight pre, div.highlight pre span',
+    'table': 'article table th, article table td',
+    'prose': 'article p, article li',
+    'math': 'article mjx-container',
+  };
+  const counts = {}, bad = [];
+  for (const [name, selector] of Object.entries(groups)) {
+    counts[name] = 0;
+    for (const el of document.querySelectorAll(selector)) {
+      if (!el.textContent.trim() || !el.getClientRects().length) continue;
+      counts[name]++;
+      const bg = background(el);
+      const fg = over(parse(getComputedStyle(el).color), bg);
+      const r = ratio(fg, bg);
+      const text = el.textContent.trim().slice(0, 40);
+      if (r < minRatio) bad.push(`${name}: ${r.toFixed(2)} "${text}"`);
+    }
+  }
+  const figures = [];
+  for (const img of document.querySelectorAll('article img')) {
+    const entry = {src: img.getAttribute('src'), loaded: img.complete && img.naturalWidth > 0};
+    if (entry.loaded) {
+      const canvas = document.createElement('canvas');
+      canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(img, 0, 0);
+      const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+      let clear = 0;
+      for (let i = 3; i < data.length; i += 4) if (data[i] < 128) clear++;
+      entry.transparent = clear / (data.length / 4);
+      entry.backdrop = lum(background(img));
+    }
+    figures.push(entry);
+  }
+  return {counts, bad, figures};
+}"""
+
+
+def _figure_legible(figure: dict) -> bool:
+    """Loaded, and opaque or on a light backdrop.
+
+    A transparent figure shows the page through it: on a dark page, matplotlib's
+    black lines and labels would vanish.
+    """
+    return figure["loaded"] and (figure["transparent"] < 0.01 or figure["backdrop"] > 0.5)
+
+
+@pytest.fixture(scope="session")
+def screenshots():
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_key_page_is_legible(browser, base_url, screenshots, mode):
+    tab = _Tab(browser, color_scheme=mode)
+    try:
+        visit = tab.visit_page(base_url + KEY_PAGE)
+        theme = tab.page.evaluate("document.documentElement.dataset.theme")
+        result = tab.page.evaluate(_CONTRAST, MIN_CONTRAST)
+        shot = screenshots / f"{Path(KEY_PAGE).stem}-{mode}.png"
+        tab.page.screenshot(path=str(shot), full_page=True)
+    finally:
+        tab.close()
+    assert theme == mode  # the theme follows the reader's system setting
+    assert visit.failures == [] and visit.console_errors == [] and visit.page_errors == []
+    counts = result["counts"]
+    for group in ("code output", "code", "table", "prose", "math"):
+        assert counts[group] > 0, f"{KEY_PAGE} has no {group} to check: {counts}"
+    assert result["bad"] == []
+    assert result["figures"], f"{KEY_PAGE} has no figure to check"
+    assert [f for f in result["figures"] if not _figure_legible(f)] == []
+
+
+# --- phone width ---------------------------------------------------------------
+
+
+# Text elements whose right edge is past the viewport, unless a box that
+# scrolls sideways (a wide table, equation or code block) holds them.
+_CUT_OFF = """() => {
+  const scrolls = (el) => {
+    for (let e = el.parentElement; e && e.tagName !== 'ARTICLE'; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowX;
+      if ((o === 'auto' || o === 'scroll') && e.scrollWidth > e.clientWidth) return true;
+    }
+    return false;
+  };
+  const selector = 'article :is(h1, h2, h3, h4, h5, h6, p, li, dt, dd, code, figcaption, caption)';
+  return [...document.querySelectorAll(selector)]
+    .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+                 && !scrolls(e))
+    .map(e => `${e.tagName.toLowerCase()}: ${e.textContent.trim().slice(0, 60)}`);
+}"""
+
+
+@pytest.fixture(scope="session")
+def phone_dark(browser, base_url, crawl, screenshots) -> dict[str, dict]:
+    """Every page again, on a phone in dark mode: widths, contrast, figures.
+
+    One pass for both: the layout does not depend on the colours, nor the
+    colours on the width. Saves a phone screenshot of the key and wide pages.
+    """
+    tab = _Tab(browser, viewport=PHONE, is_mobile=True, has_touch=True, color_scheme="dark")
+    results = {}
+    try:
+        for path in sorted(crawl):
+            tab.page.goto(base_url + path, wait_until="load")
+            _settle(tab.page)
+            result = tab.page.evaluate(_CONTRAST, MIN_CONTRAST)
+            # A mobile browser widens its layout viewport (innerWidth) to fit
+            # content that overflows, so compare with the screen's width too.
+            result["widths"] = tab.page.evaluate(
+                "() => [document.scrollingElement.scrollWidth,"
+                " Math.min(window.innerWidth, document.documentElement.clientWidth)]"
+            )
+            result["cut_off"] = tab.page.evaluate(_CUT_OFF)
+            results[path] = result
+            if path in PHONE_SHOTS:  # the widest thing of the page, in view
+                tab.page.locator(PHONE_SHOTS[path]).first.evaluate(
+                    "e => { e.scrollIntoView({block: 'start'}); window.scrollBy(0, -150); }"
+                )
+                tab.page.screenshot(path=str(screenshots / f"{Path(path).stem}-phone-dark.png"))
+    finally:
+        tab.close()
+    return results
+
+
+def test_no_page_scrolls_sideways_on_a_phone(phone_dark):
+    """Wide equations, tables and code scroll inside their own boxes, not the page."""
+    assert WIDE_PAGE in phone_dark
+    too_wide = {
+        p: r["widths"] for p, r in phone_dark.items() if r["widths"][0] > r["widths"][1] + 1
+    }
+    assert too_wide == {}
+
+
+def test_no_text_is_cut_off_on_a_phone(phone_dark):
+    """Text that runs past the screen's edge outside a scrolling box cannot be read.
+
+    The theme hides what overflows the page, so a long unbreakable name (a
+    title, a signature) would be cut off without any sideways scroll.
+    """
+    assert {p: r["cut_off"] for p, r in phone_dark.items() if r["cut_off"]} == {}
+
+
+def test_dark_mode_keeps_every_page_legible(phone_dark):
+    assert {p: r["bad"] for p, r in phone_dark.items() if r["bad"]} == {}
+    see_through = {
+        p: [f for f in r["figures"] if not _figure_legible(f)] for p, r in phone_dark.items()
+    }
+    assert {p: f for p, f in see_through.items() if f} == {}
