@@ -155,11 +155,6 @@ def normalize_axis(axis: object, ndim: int) -> int:
     return ax % ndim
 
 
-def check_same_shape(a: np.ndarray, b_shape: tuple[int, ...], name: str, other: str) -> None:
-    if a.shape != b_shape:
-        raise ValueError(f"`{name}` must have shape {b_shape} to match `{other}` of shape {b_shape}; got {a.shape}")
-
-
 def check_broadcastable(a: np.ndarray, shape: tuple[int, ...], name: str, other: str) -> None:
     try:
         out = np.broadcast_shapes(a.shape, shape)
