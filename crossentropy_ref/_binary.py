@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _exact as ex
 from . import _validation as v
 
 
@@ -17,10 +18,17 @@ def _softplus(x: np.ndarray) -> np.ndarray:
 def _reduce(loss: np.ndarray, reduction: str):
     if reduction == "none":
         return loss[()] if loss.ndim == 0 else loss
+    # accurate_sum: exact before its final rounding, so the reduction adds about one rounding.
     if reduction == "sum":
-        return np.float64(np.sum(loss))
+        return np.float64(ex.accurate_sum(loss))
     with np.errstate(invalid="ignore"):  # mean of an empty array is NaN, as in torch
-        return np.float64(np.sum(loss)) / np.float64(loss.size)
+        return np.float64(ex.accurate_sum(loss)) / np.float64(loss.size)
+
+
+def _one_minus(t: np.ndarray):
+    """1 - t for t in [0, 1] as hi + lo, exactly (Fast2Sum: |1| >= |t|)."""
+    with np.errstate(invalid="ignore"):
+        return ex.fast_two_sum(1.0, -t)
 
 
 def _binary_inputs(x, target, weight, reduction, x_name):
@@ -93,7 +101,13 @@ def binary_cross_entropy(
     *Differences from PyTorch*: a `target` outside [0, 1] is a
     ``ValueError`` (torch computes a meaningless, possibly negative loss);
     a NaN in `probs` propagates to the loss, where torch raises; the result
-    is float64.
+    is float64. `reduction` is keyword-only, so torch's positional
+    ``F.binary_cross_entropy(x, t, w, None, None, 'sum')`` is a
+    ``TypeError`` here; write ``binary_cross_entropy(x, t, w,
+    reduction='sum')``. Torch's deprecated `size_average` and `reduce` are
+    not accepted; pass the `reduction` they stand for (``reduce=False`` is
+    ``'none'``, else ``size_average=False`` is ``'sum'``, else ``'mean'``).
+    The first parameter is named `probs` (torch: `input`).
 
     Examples
     --------
@@ -108,7 +122,8 @@ def binary_cross_entropy(
     with np.errstate(divide="ignore"):  # log(0) = -inf is clamped to -100 just below
         log_x = np.maximum(np.log(x), -100.0)
         log_1mx = np.maximum(np.log1p(-x), -100.0)
-    loss = -(t * log_x + (1.0 - t) * log_1mx)
+    u_hi, u_lo = _one_minus(t)  # 1 - t without its rounding, for soft targets below 1/2
+    loss = -(t * log_x + (u_hi * log_1mx + u_lo * log_1mx))
     if w is not None:
         loss = loss * w
     return _reduce(loss, red)
@@ -130,8 +145,8 @@ def binary_cross_entropy_with_logits(
 
     .. math::
 
-        \ell_i = -w_i \big[\, p_i t_i \log \sigma(x_i) + (1 - t_i) \log(1 - \sigma(x_i)) \,\big]
-               = w_i \big[\, p_i t_i \operatorname{softplus}(-x_i)
+        \ell_i = -w_i \big[\, \rho_i t_i \log \sigma(x_i) + (1 - t_i) \log(1 - \sigma(x_i)) \,\big]
+               = w_i \big[\, \rho_i t_i \operatorname{softplus}(-x_i)
                  + (1 - t_i) \operatorname{softplus}(x_i) \,\big]
 
     Parameters
@@ -145,7 +160,7 @@ def binary_cross_entropy_with_logits(
     reduction : {'mean', 'sum', 'none'}, default='mean'
         ``'mean'`` divides by the number of elements.
     pos_weight : array_like broadcastable to the shape of `logits`, default=None
-        :math:`p_i`, the weight of the positive term. Broadcast as in numpy,
+        :math:`\rho_i`, the weight of the positive term. Broadcast as in numpy,
         so a shape (C,) array applies along the last axis, one weight per
         class of a multi-label problem.
 
@@ -178,10 +193,17 @@ def binary_cross_entropy_with_logits(
     loss of a confident, correct prediction.
 
     *Differences from PyTorch*: a `target` outside [0, 1] is a
-    ``ValueError``. Torch computes ``(1 - t) x + (1 + (p - 1) t)
+    ``ValueError``. Torch computes ``(1 - t) x + (1 + (pos_weight - 1) t)
     softplus(-x)``, which cancels for large negative ``x`` with ``t = 0``
     and returns 0 where the loss is about :math:`e^{x}`; the result here
-    keeps its relative precision. The result is float64.
+    keeps its relative precision. The result is float64. `reduction` and
+    `pos_weight` are keyword-only, so torch's positional
+    ``F.binary_cross_entropy_with_logits(x, t, w, None, None, 'sum')`` is a
+    ``TypeError`` here; write ``binary_cross_entropy_with_logits(x, t, w,
+    reduction='sum')``. Torch's deprecated `size_average` and `reduce` are
+    not accepted; pass the `reduction` they stand for (``reduce=False`` is
+    ``'none'``, else ``size_average=False`` is ``'sum'``, else ``'mean'``).
+    The first parameter is named `logits` (torch: `input`).
 
     Examples
     --------
@@ -201,7 +223,8 @@ def binary_cross_entropy_with_logits(
             pw = v.as_real_array(pos_weight, "pos_weight")
             v.check_broadcastable(pw, x.shape, "pos_weight", "logits")
             pos = pos * pw
-        loss = t * pos + (1.0 - t) * neg
+        u_hi, u_lo = _one_minus(t)  # 1 - t without its rounding, for soft targets below 1/2
+        loss = t * pos + (u_hi * neg + u_lo * neg)
         if w is not None:
             loss = loss * w
     return _reduce(loss, red)

@@ -27,16 +27,20 @@ _pool: ThreadPoolExecutor | None = None
 _local = threading.local()
 
 
-def scratch(shape: tuple[int, ...]) -> np.ndarray:
+def scratch(shape: tuple[int, ...], slot: int = 0) -> np.ndarray:
     """A float64 work array of `shape`, reused by the calling thread across blocks.
 
     Reusing it avoids allocating and first-touching fresh pages for every
-    block. It never escapes: callers reduce it or copy out of it.
+    block. It never escapes: callers reduce it or copy out of it. Each
+    `slot` is a distinct buffer, for blocks that need several at once.
     """
     size = int(np.prod(shape))
-    buf = getattr(_local, "buf", None)
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    buf = bufs.get(slot)
     if buf is None or buf.size < size:
-        buf = _local.buf = np.empty(max(size, BLOCK_ELEMENTS))
+        buf = bufs[slot] = np.empty(max(size, BLOCK_ELEMENTS))
     return buf[:size].reshape(shape)
 
 

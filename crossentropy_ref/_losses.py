@@ -21,14 +21,15 @@ classes.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
+from . import _exact as ex
 from ._blocks import BLOCK_ELEMENTS, as_ncs, iter_blocks, positions_shape, run_blocks, scratch
-from ._softmax import exp_rest_sum, shifted_exp
 
 
 def _check_classes(z: np.ndarray, name: str = "logits") -> int:
@@ -65,7 +66,7 @@ def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothi
     z = v.as_logits(logits)
     c = _check_classes(z)
     w = v.as_weight(weight, c)
-    w_total = float(c) if w is None else float(np.sum(w))
+    w_total = float(c) if w is None else ex.accurate_sum(w)
     n, s = positions_shape(z.shape)
     common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, w_total=w_total, eps=eps, reduction=reduction)
     if v.target_is_probabilities(target, z.shape):
@@ -80,7 +81,7 @@ def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothi
     # The denominator is summed in chunks so that no weight array of the targets' size is made.
     flat = y.reshape(-1)
     denom = math.fsum(
-        float(np.sum(_index_parts(flat[i : i + BLOCK_ELEMENTS], ignore_index, w)[2]))
+        ex.accurate_sum(_index_parts(flat[i : i + BLOCK_ELEMENTS], ignore_index, w)[2])
         for i in range(0, flat.size, BLOCK_ELEMENTS)
     )
     return _Inputs(**common, probabilities=False, p=None, y=y, ignore_index=ignore_index, denom=denom)
@@ -116,32 +117,73 @@ def _gather_target(z: np.ndarray, rows: slice, cols: slice, yc: np.ndarray) -> n
     return np.take(z.reshape(-1), base + yc * s)
 
 
+def _weighted_gaps(v, sigma: np.ndarray, err: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """sum_c v_c (m - z_c) per position (bn, bs), from m - z_c = (x0 - sigma_c) - err_c.
+
+    `v` is None (all ones), class weights (C,) or masses (bn, C, bs). Each
+    x0 - sigma_c >= 0 is split exactly by TwoSum, so the sum has only
+    non-negative main terms (no cancellation, even when the loss is 1e-30 of
+    x0) and the low parts, with the shift errors err_c, are summed beside it.
+    """
+    with np.errstate(invalid="ignore"):
+        d_hi, d_lo = ex.two_sum(x0, -sigma)
+        d_lo -= err
+        inf = ~np.isfinite(d_hi)
+        if inf.any():
+            # A -inf logit: d = inf, no low part; and 0 * log 0 = 0: a class with no
+            # target mass and a -inf logit contributes nothing.
+            d_lo[inf] = 0.0
+            if v is not None:
+                vb = np.broadcast_to(v[None, :, None] if v.ndim == 1 else v, sigma.shape)
+                d_hi[inf & (vb == 0)] = 0.0
+    if v is not None:
+        # Products first, then a pairwise sum: einsum's dot accumulates along the row, whose
+        # error grows with C (several ulp at C = 10**4).
+        vb = v[None, :, None] if v.ndim == 1 else v
+        d_hi *= vb
+        d_lo *= vb
+    return (ex.class_sum(d_hi, 1, overwrite=True) + ex.class_sum(d_lo, 1, overwrite=True))[:, 0, :]
+
+
 def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
     zb = pb.z[rows, :, cols]
-    if zb.shape[2] > 1:  # class axis in the middle: skip argmax, which would copy the block
-        m, s = exp_rest_sum(zb, axis=1, out=scratch(zb.shape))
-    else:
-        m, _, s, _ = shifted_exp(zb, axis=1, out=scratch(zb.shape))
-    log1p_s = np.log1p(s[:, 0, :])
-    if pb.probabilities:
-        b = _mass(pb, rows, cols)
-        a = np.sum(b, axis=1)
-        d = np.subtract(m, zb)
-        bd = np.multiply(b, d, out=d)
-        # 0 * log 0 = 0: a class with no target mass and a -inf logit contributes nothing.
-        if not np.isfinite(bd).all():
-            bd[(b == 0) & np.isposinf(np.subtract(m, zb))] = 0.0
-        return _nan_where_nonfinite(np.sum(bd, axis=1) + a * log1p_s, m[:, 0, :])
-    valid, yc, w_y = _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w)
-    # d_y = m - z_y is gathered directly; no full-size array is needed for it.
-    d_y = m[:, 0, :] - _gather_target(pb.z, rows, cols, yc)
-    loss = (1.0 - pb.eps) * w_y * (d_y + log1p_s)
-    if pb.eps:
-        # Smoothing term eps/C * sum_c w_c (-log q_c) = eps/C * (sum_c w_c d_c + W log1p(s)), all terms >= 0.
-        d = np.subtract(m, zb)
-        wd = np.sum(d, axis=1) if pb.w is None else np.einsum("c,ncs->ns", pb.w, d)
-        loss += (pb.eps / pb.c) * (wd + pb.w_total * log1p_s)
-    return np.where(valid, _nan_where_nonfinite(loss, m[:, 0, :]), 0.0)
+    middle = zb.shape[2] > 1  # class axis in the middle: skip argmax, which would copy the block
+    # z - m = sigma + err - x0 exactly: the shift's rounding error is kept (see _exact.shift).
+    m, k, x0, sigma, err = ex.shift(zb, 1, locate=not middle, out=scratch(zb.shape), err_out=scratch(zb.shape, 1))
+    ties = (zb == m) if middle else None
+    m2 = m[:, 0, :]
+    smooth = pb.eps / pb.c
+    if pb.probabilities or pb.eps:
+        ex.clean_errors(err)  # inf logits: NaN errors to 0 (their terms are 0 or the slice is NaN)
+        # Both need sum_c v_c d_c, taken from sigma before it is exponentiated.
+        if pb.probabilities:
+            wp = pb.p[rows, :, cols] if pb.w is None else pb.p[rows, :, cols] * pb.w[None, :, None]
+            gaps_p, mass_p = _weighted_gaps(wp, sigma, err, x0), ex.class_sum(wp, 1)[:, 0, :]
+        if pb.eps:
+            gaps_w = _weighted_gaps(pb.w, sigma, err, x0)
+    s_hi, s_lo, _ = ex.exp_and_sum(sigma, err, 1, x0, k=k, ties=ties, overwrite_sum=True)
+    l_hi, l_lo = ex.log1p_dd(s_hi[:, 0, :], s_lo[:, 0, :])
+    one_m_eps = ex.dd_scalar(1 - Fraction(pb.eps))  # 1 - eps and eps / C without their rounding
+    eps_c = ex.dd_scalar(Fraction(pb.eps) / pb.c)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if pb.probabilities:
+            # (1 - eps) (sum_c w_c p_c d_c + a log1p(s)) + eps/C (sum_c w_c d_c + W log1p(s)), all >= 0.
+            inner = gaps_p + (mass_p * l_hi + mass_p * l_lo)
+            loss = inner if not pb.eps else ex.dd_mul_scalar(inner, 0.0, *one_m_eps)
+            if pb.eps:
+                loss = loss + ex.dd_mul_scalar(gaps_w + (pb.w_total * l_hi + pb.w_total * l_lo), 0.0, *eps_c)
+            return _nan_where_nonfinite(loss, m2)
+        valid, yc, w_y = _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w)
+        # d_y = m - z_y is gathered directly (no full-size array) and kept exactly as a pair.
+        d_hi, d_lo = ex.two_sum(m2, -_gather_target(pb.z, rows, cols, yc))
+        d_lo = np.where(np.isfinite(d_hi), d_lo, 0.0)  # a -inf target logit: d_y = inf, no low part
+        x_hi, x_lo = ex.dd_add(d_hi, d_lo, l_hi, l_lo)  # -log q_y = d_y + log1p(s), rounded once below
+        loss = w_y * x_hi + w_y * x_lo
+        if pb.eps:
+            # Smoothing term eps/C * sum_c w_c (-log q_c) = eps/C * (sum_c w_c d_c + W log1p(s)), all terms >= 0.
+            loss = ex.dd_mul_scalar(w_y * x_hi, w_y * x_lo, *one_m_eps)
+            loss += ex.dd_mul_scalar(gaps_w + (pb.w_total * l_hi + pb.w_total * l_lo), 0.0, *eps_c)
+    return np.where(valid, _nan_where_nonfinite(loss, m2), 0.0)
 
 
 def _nan_where_nonfinite(x: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -157,29 +199,43 @@ def _nan_where_nonfinite(x: np.ndarray, m: np.ndarray) -> np.ndarray:
 def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
     zb = pb.z[rows, :, cols]
     g = out[rows, :, cols]  # a view: the gradient is built in place in the output
-    m, e, s, k = shifted_exp(zb, axis=1, out=g)
-    inv = 1.0 / (1.0 + s)  # q_c = e_c * inv, and q_k = inv
-    s_q = s * inv  # 1 - q_k, without the cancellation of 1 - inv
+    # z - m = sigma + err - x0 exactly (see _exact.shift); sigma is exponentiated in place.
+    m, k, x0, e, err = ex.shift(zb, 1, out=g, err_out=scratch(zb.shape, 1))
+    s_hi, s_lo, gx = ex.exp_and_sum(e, err, 1, x0, k=k)
+    inv = ex.inv_one_plus(s_hi, s_lo)  # q_k = 1 / (1 + s)
+    s_q = s_hi * inv + s_lo * inv  # 1 - q_k = s / (1 + s), without the cancellation of 1 - inv
     if pb.probabilities:
         b = _mass(pb, rows, cols)
         b_k = np.take_along_axis(b, k, axis=1)
         np.put_along_axis(b, k, 0.0, axis=1)
-        rest = np.sum(b, axis=1, keepdims=True)  # sum of b over classes other than k
+        rest = ex.class_sum(b, 1)  # sum of b over classes other than k
         a = rest + b_k
-        g *= a * inv
-        g -= b
     else:
         valid, yc, w_y = (x[:, None, :] for x in _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w))
-        a = (1.0 - pb.eps) * w_y + (pb.eps / pb.c) * pb.w_total
-        g *= a * inv
-        if pb.eps:
-            g -= (pb.eps / pb.c) * (1.0 if pb.w is None else pb.w[None, :, None])
-        g_y = np.take_along_axis(g, yc, axis=1) - (1.0 - pb.eps) * w_y
-        np.put_along_axis(g, yc, g_y, axis=1)
+        # 1 - eps and eps / C as unevaluated pairs, so that a and b are rounded about once.
+        oh, ol = ex.dd_scalar(1 - Fraction(pb.eps))
+        eh, el = ex.dd_scalar(Fraction(pb.eps) / pb.c)
+        b_y = oh * w_y + ol * w_y
+        a = (oh * w_y + eh * pb.w_total) + (ol * w_y + el * pb.w_total)
         w_k = 1.0 if pb.w is None else pb.w[k]
-        rest = (1.0 - pb.eps) * w_y * (yc != k) + (pb.eps / pb.c) * (pb.w_total - w_k)
-    # Entry k: a q_k - b_k = (a - b_k) - a (1 - q_k), with no cancellation when q_k -> 1.
-    np.put_along_axis(g, k, rest - a * s_q, axis=1)
+        b_k = b_y * (yc == k) + (eh * w_k + el * w_k)
+        rest = b_y * (yc != k) + (eh * (pb.w_total - w_k) + el * (pb.w_total - w_k))
+    # a q_c = a e_c (1 + err_c) exp(c - m) / (1 + s): the shift's rounding error restored.
+    err *= e
+    e += err
+    e *= a * (inv + inv * gx)
+    if pb.probabilities:
+        g -= b
+    else:
+        if pb.eps:
+            w = 1.0 if pb.w is None else pb.w[None, :, None]
+            g -= eh * w + el * w
+        g_y = np.take_along_axis(g, yc, axis=1) - b_y
+        np.put_along_axis(g, yc, g_y, axis=1)
+    # Entry k: a q_k - b_k. When q_k > 1/2 it is computed as (a - b_k) - a (1 - q_k), with
+    # no cancellation as q_k -> 1; below 1/2, directly (then a - b_k and a (1 - q_k) could cancel).
+    g_k = np.where(inv > 0.5, rest - a * s_q, a * inv - b_k)
+    np.put_along_axis(g, k, g_k, axis=1)
     _nan_where_nonfinite(g, m)
     if pb.reduction == "mean":
         if pb.denom == 0:  # as torch: a zero denominator makes every entry NaN but the ignored ones
@@ -285,6 +341,16 @@ def cross_entropy(
 
     *Differences from PyTorch*:
 
+    - the options after `weight` (`ignore_index`, `reduction`,
+      `label_smoothing`) are keyword-only, so torch's positional
+      ``F.cross_entropy(x, y, w, None, 255)`` is a ``TypeError`` here
+      (Python's "takes from 2 to 3 positional arguments but 5 were
+      given"); write ``cross_entropy(x, y, w, ignore_index=255)``;
+    - torch's deprecated `size_average` and `reduce` are not accepted
+      (``TypeError``); pass the `reduction` they stand for:
+      ``reduce=False`` is ``'none'``, else ``size_average=False`` is
+      ``'sum'``, else ``'mean'``;
+    - the first parameter is named `logits` (torch: `input`);
     - the result is float64 whatever the input dtype, and more accurate;
     - integer index targets of any width (int32, uint8, ...) are accepted,
       and so are integer probability targets (e.g. from :func:`one_hot`);
@@ -329,7 +395,7 @@ def cross_entropy(
     >>> print(cross_entropy(logits, [0, 0, 2], reduction="none"))
     [0.000605 0.115949 0.981292]
     >>> print(float(cross_entropy(logits, [0, -100, 2], [1.0, 1.0, 2.0])))
-    0.6543959195775187
+    0.6543959195775186
     >>> np.set_printoptions(precision=8, suppress=False)
 
     A confident prediction: the naive ``logsumexp(z) - z_y`` cancels to 0,
@@ -353,7 +419,7 @@ def cross_entropy(
         with np.errstate(invalid="ignore"):
             block = _loss_block(pb, rows, cols)
         if loss is None:
-            partial[rows.start, cols.start] = float(np.sum(block))
+            partial[rows.start, cols.start] = ex.accurate_sum(block)
         else:
             loss[rows, cols] = block
 
@@ -428,7 +494,10 @@ def cross_entropy_grad(
     (``.sum()`` of it for ``reduction='none'``), here in closed form. The
     entry at the largest logit is accurate where autograd's
     ``softmax - 1`` rounds to 0. An ignored position's gradient is exactly 0
-    even when its logits hold NaN, where autograd gives NaN.
+    even when its logits hold NaN, where autograd gives NaN. Its signature
+    is that of :func:`cross_entropy`, with the same departures from
+    ``F.cross_entropy``: the options after `weight` are keyword-only, and
+    `size_average` and `reduce` are not accepted.
 
     Examples
     --------
@@ -523,6 +592,13 @@ def nll_loss(
 
     *Differences from PyTorch*: integer targets of any width are accepted;
     probability targets are not (as in torch); the result is float64.
+    `ignore_index` and `reduction` are keyword-only, so torch's positional
+    ``F.nll_loss(x, y, w, None, 255)`` is a ``TypeError`` here; write
+    ``nll_loss(x, y, w, ignore_index=255)``. Torch's deprecated
+    `size_average` and `reduce` are not accepted; pass the `reduction` they
+    stand for (``reduce=False`` is ``'none'``, else ``size_average=False``
+    is ``'sum'``, else ``'mean'``). The first parameter is named
+    `log_probs` (torch: `input`).
 
     Examples
     --------
@@ -550,6 +626,7 @@ def nll_loss(
         if red == "none":
             out = loss.reshape(t.shape)
             return out[()] if out.ndim == 0 else out
+        # accurate_sum: exact before its final rounding (a pairwise sum of 10**6 terms is not).
         if red == "sum":
-            return np.float64(np.sum(loss))
-        return np.float64(np.sum(loss)) / np.float64(np.sum(w_y))
+            return np.float64(ex.accurate_sum(loss))
+        return np.float64(ex.accurate_sum(loss)) / np.float64(ex.accurate_sum(w_y))

@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import as_real_array, normalize_axis
+from . import _exact as ex
+from ._validation import as_float_dtype, as_real_array, check_bool, normalize_axes, normalize_axis
 
 
 def shifted_exp(z: np.ndarray, axis: int, *, finite_shift: bool = False, out: np.ndarray | None = None):
@@ -72,7 +73,50 @@ def _check_nonempty(z: np.ndarray, axis: int, name: str) -> None:
         raise ValueError(f"`{name}` must have at least one entry along axis {axis}; got shape {z.shape}")
 
 
-def logsumexp(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
+# The front layer: torch's 0-d input, several axes, keepdim and dtype= are reduced to one
+# call of the single-axis core on an array of at least one dimension.
+
+
+def _scalar_or_array(out: np.ndarray):
+    return out[()] if out.ndim == 0 else out
+
+
+def _logsumexp_front(x: ArrayLike, axis, keepdim: object) -> NDArray[np.float64]:
+    z = as_real_array(x, "x")
+    keep = check_bool(keepdim, "keepdim")
+    axes = normalize_axes(axis, z.ndim)
+    if z.ndim == 0:  # one element, as in torch; the result stays 0-d even with keepdim
+        return _scalar_or_array(_logsumexp_core(z.reshape(1), 0).reshape(()))
+    if len(axes) == 1:
+        out = _logsumexp_core(z, axes[0])
+    else:
+        sizes = [z.shape[a] for a in axes]
+        if 0 in sizes:
+            raise ValueError(f"`x` must have at least one entry along axes {axes}; got shape {z.shape}")
+        rest = [a for a in range(z.ndim) if a not in axes]
+        # Move the reduced axes to the end and merge them into one (a copy), so the core reduces once.
+        merged = np.transpose(z, rest + list(axes)).reshape([z.shape[a] for a in rest] + [int(np.prod(sizes))])
+        out = _logsumexp_core(merged, -1)
+    out = np.asarray(out)
+    if keep:
+        out = np.expand_dims(out, axes)
+    return _scalar_or_array(out)
+
+
+def _softmax_front(core, x: ArrayLike, axis, dtype) -> NDArray[np.float64]:
+    z = as_real_array(x, "x")
+    dt = as_float_dtype(dtype)
+    if dt is not None and dt != np.float64:
+        # Round the input to `dtype` first, as torch casts before the operation; the
+        # computation itself stays in float64.
+        z = np.asarray(x).astype(dt).astype(np.float64)
+    if z.ndim == 0:  # one element, as in torch
+        normalize_axes(axis, 0)
+        return _scalar_or_array(core(z.reshape(1), 0).reshape(()))
+    return core(z, axis)
+
+
+def logsumexp(x: ArrayLike, axis: int | tuple[int, ...] = -1, *, keepdim: bool = False) -> NDArray[np.float64]:
     r"""Log-sum-exp along an axis, in float64 without overflow.
 
     .. math::
@@ -83,23 +127,28 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    x : array_like of shape (..., C, ...)
-        Real numbers (integer or floating point); computed in float64.
-    axis : int, default=-1
-        The axis to reduce.
+    x : array_like of shape (..., C, ...), or ()
+        Real numbers (integer or floating point); computed in float64. A
+        0-d `x` is one element, as in torch: its logsumexp is itself.
+    axis : int or tuple of ints, default=-1
+        The axis, or the distinct axes, to reduce (torch's ``dim``).
+    keepdim : bool, default=False
+        Keep each reduced axis with length 1, as torch's ``keepdim``.
 
     Returns
     -------
     ndarray of float64, shape of `x` without `axis`
-        A 0-d input axis reduction of a 1-D `x` returns a float64 scalar.
+        A reduction of every axis (a 1-D `x`, or a 0-d one) returns a
+        float64 scalar.
 
     Raises
     ------
     TypeError
-        If `x` is not real-valued (bool, complex, strings, objects) or `axis`
-        is not an integer.
+        If `x` is not real-valued (bool, complex, strings, objects), `axis`
+        is not an integer or a tuple of integers, or `keepdim` is not a bool.
     ValueError
-        If `x` is 0-d, if `axis` is out of range, or if the axis is empty.
+        If an axis is out of range or repeated, if `axis` is ``()`` for an
+        `x` of one or more dimensions, or if the reduced axes are empty.
 
     See Also
     --------
@@ -113,11 +162,17 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     maximum, so no exponential overflows, and the maximum's own term (which
     is exactly 1) is kept out of the sum and added back through ``log1p``.
 
-    *Differences from PyTorch*: none in value; integer input is accepted and
-    promoted to float64 (``torch.logsumexp`` rejects integer tensors); an
-    empty `axis` is a ``ValueError`` (torch returns -inf).
+    *Differences from PyTorch*: none in value; integer input is promoted to
+    float64 (``torch.logsumexp`` promotes it to float32); an
+    empty `axis` is a ``ValueError`` (torch returns -inf). ``axis=()`` is
+    a ``ValueError`` for an input of one or more dimensions (torch raises
+    a ``RuntimeError``); for a 0-d input both return the element.
     Slices that are all -inf give -inf and slices containing +inf give inf,
-    as in torch.
+    as in torch. In signature: torch's required ``dim`` is `axis` here,
+    default -1; `keepdim` is keyword-only, so ``torch.logsumexp(x, 1,
+    True)`` is a ``TypeError`` here (write ``logsumexp(x, 1,
+    keepdim=True)``); torch's ``out=`` is not accepted; the first parameter
+    is `x` (torch: ``input``).
 
     References
     ----------
@@ -140,17 +195,45 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     inf
     >>> print(float(logsumexp(x)))
     1000.6931471805599
+
+    Several axes at once, keeping them as torch's ``keepdim`` does:
+
+    >>> print(logsumexp(np.zeros((2, 3, 4)), axis=(0, 2), keepdim=True).shape)
+    (1, 3, 1)
+    >>> print(float(logsumexp(np.zeros((2, 4)), axis=(0, 1))))   # log 8
+    2.0794415416798357
     """
+    return _logsumexp_front(x, axis, keepdim)
+
+
+def _logsumexp_core(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     z = as_real_array(x, "x", min_ndim=1)
     ax = normalize_axis(axis, z.ndim)
     _check_nonempty(z, ax, "x")
     with np.errstate(invalid="ignore", over="ignore"):
-        m, _, s, _ = shifted_exp(z, ax, finite_shift=True)
-        out = np.squeeze(m + np.log1p(s), axis=ax)
+        # The shift's rounding errors are kept and s is carried as s_hi + s_lo (see _exact),
+        # so that m + log1p(s) is rounded about once.
+        m, k, x0, sigma, err = ex.shift(z, ax, finite_shift=True)
+        s_hi, s_lo, _ = ex.exp_and_sum(sigma, err, ax, x0, k=k, overwrite_sum=True)
+        # m + log1p(s) cancels when m < 0 and the result is near 0, which would magnify the
+        # rounding of log1p: one value per slice, so it is done in long double (64-bit
+        # significand on x86-64 Linux; on platforms where it is float64 the step is as before).
+        ld = np.longdouble
+        out = np.squeeze((m.astype(ld) + np.log1p(s_hi.astype(ld) + s_lo)).astype(np.float64), axis=ax)
+        # Near such a zero even the float64 exponentials' own roundings are magnified:
+        # slices whose result is below |m| / 4 are recomputed with long double terms.
+        ms = np.squeeze(m, axis=ax)
+        near = np.abs(out) < 0.25 * np.abs(ms)
+        if near.any():
+            rows = np.moveaxis(z, ax, -1)[near].astype(ld)
+            mr = ms[near].astype(ld)[:, None]
+            terms = np.exp(rows - mr)
+            np.put_along_axis(terms, np.argmax(rows, axis=1)[:, None], 0.0, axis=1)
+            out[near] = (mr[:, 0] + np.log1p(np.sum(terms, axis=1))).astype(np.float64)
     return out[()] if out.ndim == 0 else out
 
 
-def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
+def log_softmax(x: ArrayLike, axis: int = -1, *, dtype: object = None) -> NDArray[np.float64]:
     r"""Logarithm of the softmax along an axis, accurate to full relative precision.
 
     .. math::
@@ -161,10 +244,14 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    x : array_like of shape (..., C, ...)
-        Real numbers; computed in float64.
+    x : array_like of shape (..., C, ...), or ()
+        Real numbers; computed in float64. A 0-d `x` is one element, as in
+        torch (its log-softmax is 0, or NaN if it is not finite).
     axis : int, default=-1
         The class axis.
+    dtype : numpy floating dtype, default=None
+        If given, `x` is first rounded to it, as torch's ``dtype=`` casts
+        the input before the operation. The result is still float64.
 
     Returns
     -------
@@ -173,9 +260,10 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     Raises
     ------
     TypeError
-        If `x` is not real-valued or `axis` is not an integer.
+        If `x` is not real-valued, `axis` is not an integer, or `dtype` is
+        not a floating-point dtype.
     ValueError
-        If `x` is 0-d, if `axis` is out of range, or if the axis is empty.
+        If `axis` is out of range, or if the axis is empty.
 
     See Also
     --------
@@ -187,10 +275,14 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     largest entry, ``-log1p(s)``, keeps its relative precision even when it
     is far below machine epsilon, where ``x - logsumexp(x)`` returns 0.
 
-    *Differences from PyTorch*: ``F.log_softmax`` requires ``dim``; here it
-    is called ``axis`` and defaults to the last axis, as in SciPy. Integer
+    *Differences from PyTorch*: ``F.log_softmax``'s ``dim`` (default None,
+    a deprecated implicit choice) is called `axis` here and defaults to the
+    last axis, as in SciPy. Integer
     input is accepted. An empty `axis` is a ``ValueError`` (torch returns
-    an empty result).
+    an empty result). With ``dtype=`` the result is float64, computed from
+    the input rounded to `dtype` (torch returns `dtype`, computed in it).
+    `dtype` is keyword-only and torch's ``_stacklevel`` is not accepted;
+    the first parameter is `x` (torch: ``input``).
 
     References
     ----------
@@ -214,21 +306,40 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     0.0
     >>> print(float(log_softmax(x)[0]))
     -4.248354255291589e-18
+
+    ``dtype=`` rounds the input first, as torch does (0.1 in float16 is
+    0.0999755859375):
+
+    >>> a = log_softmax([0.1, 0.0], dtype=np.float16)
+    >>> print(a - log_softmax([0.0999755859375, 0.0]))
+    [0. 0.]
     >>> np.set_printoptions(precision=8)
     """
+    return _softmax_front(_log_softmax_core, x, axis, dtype)
+
+
+def _log_softmax_core(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     z = as_real_array(x, "x", min_ndim=1)
     ax = normalize_axis(axis, z.ndim)
     _check_nonempty(z, ax, "x")
     with np.errstate(invalid="ignore"):
-        m, _, s, _ = shifted_exp(z, ax)
-        out = np.subtract(z, m)
-        out -= np.log1p(s)
+        # z - m = sigma + err - x0 exactly (see _exact.shift); sigma is kept in `out`.
+        m, k, x0, out, err = ex.shift(z, ax)
+        s_hi, s_lo, _ = ex.exp_and_sum(out.copy(), err, ax, x0, k=k, overwrite_sum=True)
+        l_hi, l_lo = ex.log1p_dd(s_hi, s_lo)
+        # r = log1p(s) + x0 as a pair; then out = (sigma - r_hi) + (err - r_lo): both
+        # terms are <= 0 up to x0 (|x0| <= 2**-21), and the result is rounded about once.
+        r_hi, r_lo = ex.two_sum(l_hi, x0)
+        r_lo = r_lo + l_lo
+        out -= r_hi
+        err -= r_lo
+        out += err
     # A slice holding +inf or NaN, or only -inf, is NaN throughout, as in torch.
     np.copyto(out, np.nan, where=~np.isfinite(m))
     return out
 
 
-def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
+def softmax(x: ArrayLike, axis: int = -1, *, dtype: object = None) -> NDArray[np.float64]:
     r"""Softmax along an axis, in float64 without overflow.
 
     .. math::
@@ -239,10 +350,14 @@ def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    x : array_like of shape (..., C, ...)
-        Real numbers; computed in float64.
+    x : array_like of shape (..., C, ...), or ()
+        Real numbers; computed in float64. A 0-d `x` is one element, as in
+        torch (its softmax is 1, or NaN if it is not finite).
     axis : int, default=-1
         The class axis.
+    dtype : numpy floating dtype, default=None
+        If given, `x` is first rounded to it, as torch's ``dtype=`` casts
+        the input before the operation. The result is still float64.
 
     Returns
     -------
@@ -252,9 +367,10 @@ def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     Raises
     ------
     TypeError
-        If `x` is not real-valued or `axis` is not an integer.
+        If `x` is not real-valued, `axis` is not an integer, or `dtype` is
+        not a floating-point dtype.
     ValueError
-        If `x` is 0-d, if `axis` is out of range, or if the axis is empty.
+        If `axis` is out of range, or if the axis is empty.
 
     See Also
     --------
@@ -265,9 +381,14 @@ def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     Softmax is invariant to shifting `x` by a constant, which is why
     subtracting the maximum changes nothing but the overflow.
 
-    *Differences from PyTorch*: ``axis`` defaults to the last axis;
+    *Differences from PyTorch*: ``F.softmax``'s ``dim`` (default None, a
+    deprecated implicit choice) is called `axis` here and defaults to the
+    last axis;
     integer input is accepted; an empty `axis` is a ``ValueError`` (torch
-    returns an empty result).
+    returns an empty result). With ``dtype=`` the result is float64,
+    computed from the input rounded to `dtype` (torch returns `dtype`).
+    `dtype` is keyword-only and torch's ``_stacklevel`` is not accepted;
+    the first parameter is `x` (torch: ``input``).
 
     Examples
     --------
@@ -278,15 +399,30 @@ def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     [0.090031 0.244728 0.665241]
     >>> print(softmax([1000.0, 1001.0, 1002.0]))   # the naive formula gives nan here
     [0.090031 0.244728 0.665241]
+
+    A 0-d input is one element, as in torch:
+
+    >>> print(float(softmax(3.0, axis=0)))
+    1.0
     >>> np.set_printoptions(precision=8)
     """
+    return _softmax_front(_softmax_core, x, axis, dtype)
+
+
+def _softmax_core(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     z = as_real_array(x, "x", min_ndim=1)
     ax = normalize_axis(axis, z.ndim)
     _check_nonempty(z, ax, "x")
-    with np.errstate(invalid="ignore"):
-        m, e, s, k = shifted_exp(z, ax)
-        np.put_along_axis(e, k, 1.0, axis=ax)  # restore the maximum's exp(0)
-        e /= 1.0 + s
+    with np.errstate(invalid="ignore", over="ignore"):
+        m, k, x0, e, err = ex.shift(z, ax)
+        s_hi, s_lo, g = ex.exp_and_sum(e, err, ax, x0, k=k)
+        inv = ex.inv_one_plus(s_hi, s_lo)
+        f = inv + inv * g  # exp(c - m) / (1 + s): the row's factor
+        # e_j (1 + err_j) f: the shift's exact rounding error restored to first order.
+        err *= e
+        e += err
+        e *= f
+        np.put_along_axis(e, k, inv, axis=ax)  # the maximum: exactly 1 / (1 + s)
     # A slice holding +inf or NaN, or only -inf, is NaN throughout, as in torch.
     np.copyto(e, np.nan, where=~np.isfinite(m))
     return e

@@ -155,6 +155,50 @@ def normalize_axis(axis: object, ndim: int) -> int:
     return ax % ndim
 
 
+def normalize_axes(axis: object, ndim: int) -> tuple[int, ...]:
+    """One axis or a tuple/list of distinct axes, as sorted non-negative ints.
+
+    A 0-d input counts as one element with one axis, as in torch: its axes
+    are in [-1, 0]. An empty tuple is allowed only for a 0-d input.
+    """
+    n = max(ndim, 1)
+    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"`axis` must be an integer or a tuple of integers; got {type(axis).__name__} {axis!r}")
+    scalar = " (a 0-d input counts as one element, as in torch)" if ndim == 0 else ""
+    bad = [int(a) for a in items if not -n <= a < n]
+    if bad:
+        raise ValueError(
+            f"`axis` must be in [{-n}, {n}) for an input with {ndim} dimension(s){scalar}; got {bad[0]}"
+        )
+    axes = tuple(sorted(int(a) % n for a in items))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"`axis` must name each axis at most once; got {axis!r}")
+    if not axes and ndim > 0:
+        raise ValueError(f"`axis` must name at least one axis of an input with {ndim} dimension(s); got {axis!r}")
+    return axes
+
+
+def check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False; got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def as_float_dtype(dtype: object, name: str = "dtype") -> np.dtype | None:
+    """None, or a floating-point numpy dtype (bfloat16 and float8 from ml_dtypes included)."""
+    if dtype is None:
+        return None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or not (dt.kind == "f" or dt.name == "bfloat16" or dt.name.startswith("float8")):
+        raise TypeError(f"`{name}` must be a floating-point numpy dtype such as numpy.float32; got {dtype!r}")
+    return dt
+
+
 def check_broadcastable(a: np.ndarray, shape: tuple[int, ...], name: str, other: str) -> None:
     try:
         out = np.broadcast_shapes(a.shape, shape)

@@ -369,6 +369,28 @@ def relative_errors(values, exact) -> np.ndarray:
     return np.where(np.isfinite(values), err, np.inf)
 
 
+def ulp_errors(values, exact) -> np.ndarray:
+    """|value - exact| in units in the last place of the exact value, for float64 `values`, mpf `exact`.
+
+    The ulp is ``np.spacing`` of the exact value rounded to float64 (2**-1074
+    below the normal range, where every float64 is a multiple of it). The
+    difference is measured below the last bit as in `relative_errors`: the
+    exact value is split into hi + lo and (value - hi) - lo is formed in
+    float64 (value - hi is exact when value is within a factor 2 of hi). A
+    non-finite value counts as 0 ulp if it equals a non-finite exact value,
+    else as inf.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    with mpmath.workdps(MP_DPS):
+        hi = np.array([float(e) for e in exact])
+        lo = np.array([float(e - mpmath.mpf(h)) if np.isfinite(h) else 0.0 for e, h in zip(exact, hi)])
+    assert values.shape == hi.shape
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs((values - hi) - lo) / np.spacing(np.abs(hi))
+    same = (values == hi) | (np.isnan(values) & np.isnan(hi))
+    return np.where(np.isfinite(values) & np.isfinite(hi), err, np.where(same, 0.0, np.inf))
+
+
 # ---------------------------------------------------------------------------
 # Exact shifts
 # ---------------------------------------------------------------------------

@@ -126,3 +126,89 @@ class TestInvariants:
             warnings.simplefilter("error")
             out = FAMILY[name](x, axis=axis)
         assert np.all(np.isfinite(out))
+
+
+# The tests below were appended with the front options (0-d input, several axes, keepdim, dtype=).
+import re  # noqa: E402
+
+import torch  # noqa: E402
+
+TORCH_DTYPE = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+class TestTorchFrontOptions:
+    """0-d input, several axes, keepdim and dtype=, each checked against torch 2.13.0 in float64."""
+
+    @pytest.mark.parametrize("name", FAMILY)
+    @pytest.mark.parametrize("value", [3.0, -2.5, 0.0, np.inf, -np.inf, np.nan])
+    @pytest.mark.parametrize("axis", [0, -1])
+    def test_zero_d_is_one_element(self, name, value, axis):
+        # torch 2.13.0: softmax of a 0-d tensor is 1 (NaN if not finite), log_softmax 0
+        # (NaN if not finite), logsumexp the element itself; the result is 0-d.
+        out = FAMILY[name](np.float64(value), axis=axis)
+        assert np.shape(out) == ()
+        assert_torch_close(out, TORCH_SOFTMAX_FAMILY[name](np.array(value), axis))
+
+    @pytest.mark.parametrize("name", FAMILY)
+    @pytest.mark.parametrize("axis", [1, -2])
+    def test_zero_d_axis_out_of_range(self, name, axis):
+        # torch 2.13.0 accepts dim in [-1, 0] for a 0-d tensor.
+        msg = "`axis` must be in [-1, 1) for an input with 0 dimension(s) (a 0-d input counts as one element"
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            FAMILY[name](1.0, axis=axis)
+
+    @pytest.mark.parametrize("keepdim", [False, True])
+    @pytest.mark.parametrize("axis", [(0,), (0, 2), (2, 0), (-1, 1), (0, 1, 2), [1, 2], 1])
+    def test_logsumexp_axes_and_keepdim(self, axis, keepdim):
+        x = np.random.default_rng(9).normal(scale=5.0, size=(2, 3, 4))
+        out = ce.logsumexp(x, axis=axis, keepdim=keepdim)
+        dims = tuple(axis) if isinstance(axis, (tuple, list)) else axis
+        want = torch.logsumexp(torch.from_numpy(x), dims, keepdim=keepdim).numpy()
+        assert np.shape(out) == want.shape
+        assert_torch_close(out, want)
+
+    def test_logsumexp_zero_d_with_empty_axis_and_keepdim(self):
+        # torch 2.13.0: logsumexp(tensor(2.), (), keepdim=True) is tensor(2.), shape [].
+        out = ce.logsumexp(np.float64(2.0), axis=(), keepdim=True)
+        assert np.shape(out) == () and out == 2.0
+
+    @pytest.mark.parametrize(
+        ("axis", "exc", "msg"),
+        [
+            ((0, 0), ValueError, "`axis` must name each axis at most once; got (0, 0)"),
+            ((0, -3), ValueError, "`axis` must name each axis at most once; got (0, -3)"),
+            ((), ValueError, "`axis` must name at least one axis of an input with 3 dimension(s); got ()"),
+            ((0, 3), ValueError, "`axis` must be in [-3, 3) for an input with 3 dimension(s); got 3"),
+            ((0, 1.0), TypeError, "`axis` must be an integer or a tuple of integers; got tuple (0, 1.0)"),
+        ],
+    )
+    def test_logsumexp_bad_axes(self, axis, exc, msg):
+        with pytest.raises(exc, match=re.escape(msg)):
+            ce.logsumexp(np.zeros((2, 3, 4)), axis=axis)
+
+    def test_logsumexp_empty_axes(self):
+        msg = "`x` must have at least one entry along axes (0, 1); got shape (2, 0, 3)"
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            ce.logsumexp(np.zeros((2, 0, 3)), axis=(0, 1))
+
+    def test_keepdim_must_be_bool(self):
+        with pytest.raises(TypeError, match=re.escape("`keepdim` must be True or False; got int 1")):
+            ce.logsumexp([1.0, 2.0], keepdim=1)
+
+    @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+    @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+    @pytest.mark.parametrize("source", [np.float64, np.float32, np.int64])
+    def test_dtype_rounds_the_input_first(self, name, dtype, source):
+        # torch 2.13.0 casts the input to `dtype` before the operation; computing torch
+        # in float64 on that cast input is the float64 reference of the same values.
+        x = (np.random.default_rng(10).normal(scale=4.0, size=(3, 5)) * 8).astype(source)
+        out = FAMILY[name](x, axis=1, dtype=dtype)
+        assert out.dtype == np.float64
+        cast = torch.from_numpy(x).to(TORCH_DTYPE[np.dtype(dtype)]).double()
+        assert_torch_close(out, TORCH_SOFTMAX_FAMILY[name](cast.numpy(), 1))
+
+    @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+    @pytest.mark.parametrize("dtype", [np.int64, bool, "float", object])
+    def test_dtype_must_be_floating(self, name, dtype):
+        with pytest.raises(TypeError, match=re.escape("`dtype` must be a floating-point numpy dtype")):
+            FAMILY[name]([1.0, 2.0], dtype=dtype if dtype != "float" else "int8")

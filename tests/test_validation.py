@@ -157,9 +157,17 @@ SOFTMAX_CASES = [
          "`axis` must be in [-2, 2) for an input with 2 dimension(s); got 2", "axis-too-large"),
     case(None, (np.zeros((2, 3)),), {"axis": -3}, ValueError,
          "`axis` must be in [-2, 2) for an input with 2 dimension(s); got -3", "axis-too-negative"),
-    case(None, (np.zeros((2, 3)),), {"axis": 1.0}, TypeError, "`axis` must be an integer; got float 1.0", "axis-float"),
-    case(None, (np.zeros(3),), {"axis": None}, TypeError, "`axis` must be an integer; got NoneType None", "axis-none"),
-    case(None, (1.0,), {}, ValueError, "`x` must have at least 1 dimension(s); got shape ()", "x-0d"),
+    # logsumexp also takes a tuple of axes, and says so (the message is keyed by function).
+    case(None, (np.zeros((2, 3)),), {"axis": 1.0}, TypeError,
+         {"": "`axis` must be an integer; got float 1.0",
+          "logsumexp": "`axis` must be an integer or a tuple of integers; got float 1.0"}, "axis-float"),
+    case(None, (np.zeros(3),), {"axis": None}, TypeError,
+         {"": "`axis` must be an integer; got NoneType None",
+          "logsumexp": "`axis` must be an integer or a tuple of integers; got NoneType None"}, "axis-none"),
+    # A 0-d input is one element, as in torch; only axes outside [-1, 0] are rejected.
+    case(None, (1.0,), {"axis": 1}, ValueError,
+         "`axis` must be in [-1, 1) for an input with 0 dimension(s) (a 0-d input counts as one element, as in "
+         "torch); got 1", "x-0d-axis"),
     case(None, (np.zeros((2, 0)),), {}, ValueError,
          "`x` must have at least one entry along axis 1; got shape (2, 0)", "empty-axis"),
     case(None, (np.zeros(3, dtype=complex),), {}, TypeError, "`x` " + REAL_MSG + "complex128 array of shape (3,)",
@@ -209,6 +217,8 @@ def test_rejects(fn, args, kwargs, exc, msg):
 @pytest.mark.parametrize("fn", [ce.log_softmax, ce.softmax, ce.logsumexp], ids=lambda f: f.__name__)
 @pytest.mark.parametrize(("_", "args", "kwargs", "exc", "msg"), SOFTMAX_CASES)
 def test_softmax_family_rejects(fn, _, args, kwargs, exc, msg):
+    if isinstance(msg, dict):
+        msg = msg.get(fn.__name__, msg[""])
     _check(fn, args, kwargs, exc, msg)
 
 
