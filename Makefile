@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml
 	links="$${PIP_FIND_LINKS:-$$($(BIN)/python -m pip config get global.find-links 2>/dev/null)}"; \
 	if [ -n "$$links" ]; then export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$links}"; \
 	else export UV_TORCH_BACKEND="$${UV_TORCH_BACKEND:-cpu}"; fi; \
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,docs]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test,docs]'
 	touch $@
 
 venv: $(STAMP)
