@@ -27,6 +27,7 @@ extensions = [
     "sphinx_design",
     "local_mathjax",
     "notebook_downloads",
+    "nav_wbr",  # line breaks inside long code names in the sidebars
 ]
 
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "_ext", "_tools"]
@@ -105,7 +106,13 @@ np.set_printoptions(precision=8, suppress=False)
 html_theme = "sphinx_book_theme"
 html_title = "crossentropy_ref"
 html_static_path = ["docs/_static"]
-html_theme_options = {"show_toc_level": 2}
+html_theme_options = {
+    "show_toc_level": 2,
+    # One search box: the sidebar's. The header's copy (pydata's default
+    # navbar_persistent) would be a second box on desktop; on a phone the
+    # article header keeps its search button.
+    "navbar_persistent": [],
+}
 html_favicon = "docs/_static/favicon.svg"
 html_css_files = ["site.css"]
 # Light or dark as the reader's system prefers (without it the theme logs a console error).

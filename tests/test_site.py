@@ -11,7 +11,12 @@ and check that
 * every internal link and every #anchor resolves;
 * the search page finds an API name and a word of the prose;
 * in dark mode, text, code outputs, tables and figures keep their contrast;
-* at a phone's width (390 px) no page scrolls sideways and no text is cut off.
+* at a phone's width (390 px) no page scrolls sideways and no text is cut off;
+* at 1280 px no code block, output, table or display equation is wider than
+  its column (none scrolls sideways), and at 390 px only those that scroll
+  inside their own box are.
+
+SITE_DIR=path/to/html tests another build than _build/html.
 
 Screenshots of a key page in light and dark mode, and at phone width, go to
 _build/screenshots/.
@@ -39,7 +44,8 @@ from urllib.parse import unquote, urldefrag, urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "_build" / "html"
+# The built site: _build/html, or another build's html folder.
+SITE = Path(os.environ.get("SITE_DIR") or ROOT / "_build" / "html").resolve()
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 REQUIRED = os.environ.get("REQUIRE_BROWSER_TESTS") == "1"
 CHROMIUM_ARGS = [
@@ -55,6 +61,7 @@ CHROMIUM_ARGS = [
 # A page with math, a code output, a table and a figure; and the widest table.
 KEY_PAGE = "explanation/accuracy.html"
 WIDE_PAGE = "reference/parity.html"
+DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 PHONE_SHOTS = {KEY_PAGE: 'mjx-container[display="true"]', WIDE_PAGE: "article table"}
 MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text
@@ -619,6 +626,8 @@ def phone_dark(browser, base_url, crawl, screenshots) -> dict[str, dict]:
                     "e => { e.scrollIntoView({block: 'start'}); window.scrollBy(0, -150); }"
                 )
                 tab.page.screenshot(path=str(screenshots / f"{Path(path).stem}-phone-dark.png"))
+            # Last, as it opens every folded block (hidden code, dropdowns).
+            result["too_wide"] = tab.page.evaluate(_TOO_WIDE, "phone")
     finally:
         tab.close()
     return results
@@ -648,3 +657,87 @@ def test_dark_mode_keeps_every_page_legible(phone_dark):
         p: [f for f in r["figures"] if not _figure_legible(f)] for p, r in phone_dark.items()
     }
     assert {p: f for p, f in see_through.items() if f} == {}
+
+
+# --- blocks wider than their column ------------------------------------------
+
+# Code blocks, outputs, tables and display equations of the article (folded
+# ones opened first) that are wider than the text column. Each is measured
+# against its own box: the nearest ancestor (or itself) that clips or scrolls
+# sideways. On a desktop ("desktop") nothing may scroll sideways or pass the
+# column's right edge. On a phone ("phone") a box may scroll sideways, but
+# may not hide what overflows it, nor pass the column's edge itself.
+_TOO_WIDE = """(mode) => {
+  for (const d of document.querySelectorAll('article details')) d.open = true;
+  const article = document.querySelector('article.bd-article')
+                  || document.querySelector('article');
+  if (!article) return [];
+  const edge = article.getBoundingClientRect().right
+               - parseFloat(getComputedStyle(article).paddingRight);
+  const groups = {
+    code: 'div.highlight pre',
+    output: '.cell_output pre',
+    table: 'table',
+    equation: 'mjx-container[display="true"]',
+  };
+  const boxOf = (el) => {
+    for (let e = el; e && e !== article; e = e.parentElement) {
+      if (getComputedStyle(e).overflowX !== 'visible') return e;
+    }
+    return null;
+  };
+  const bad = [];
+  for (const [name, selector] of Object.entries(groups)) {
+    for (const el of article.querySelectorAll(selector)) {
+      if (!el.getClientRects().length) continue;  // not displayed
+      const box = boxOf(el);
+      const outer = box || el;
+      const right = outer.getBoundingClientRect().right;
+      const hidden = box && box.scrollWidth > box.clientWidth + 1;
+      const scrolls = hidden && /auto|scroll/.test(getComputedStyle(box).overflowX);
+      const text = el.textContent.trim().replace(/\\s+/g, ' ').slice(0, 40);
+      const what = `${name} "${text}"`;
+      if (right > edge + 1) {
+        bad.push(`${what}: ends ${Math.round(right - edge)} px past the column`);
+      } else if (hidden && (mode === 'desktop' || !scrolls)) {
+        const how = scrolls ? 'scrolls' : 'is cut off';
+        bad.push(`${what}: ${how} (${box.scrollWidth} px in ${box.clientWidth} px)`);
+      }
+    }
+  }
+  return bad;
+}"""
+
+
+@pytest.fixture(scope="session")
+def desktop_too_wide(browser, base_url, crawl) -> dict[str, list[str]]:
+    """Every page at 1280 px: the blocks wider than their column."""
+    tab = _Tab(browser, viewport=DESKTOP)
+    results = {}
+    try:
+        for path in sorted(crawl):
+            tab.page.goto(base_url + path, wait_until="load")
+            _settle(tab.page)
+            results[path] = tab.page.evaluate(_TOO_WIDE, "desktop")
+    finally:
+        tab.close()
+    return results
+
+
+def test_no_block_is_wider_than_its_column_on_a_desktop(desktop_too_wide):
+    """Code, outputs, tables and equations fit a 1280 px page: none scrolls sideways."""
+    assert WIDE_PAGE in desktop_too_wide
+    bad = {p: bad for p, bad in desktop_too_wide.items() if bad}
+    assert bad == {}, _listing(bad)
+
+
+def test_on_a_phone_only_scrolling_boxes_are_wider_than_the_column(phone_dark):
+    """At 390 px a wide block scrolls inside its own box, never cut off or past the edge."""
+    bad = {p: r["too_wide"] for p, r in phone_dark.items() if r["too_wide"]}
+    assert bad == {}, _listing(bad)
+
+
+def _listing(bad: dict[str, list[str]]) -> str:
+    """One line per block, grouped by page: the whole list, untruncated."""
+    lines = [f"{len(v)} on {p}:\n" + "\n".join(f"  {x}" for x in v) for p, v in bad.items()]
+    return "too wide:\n" + "\n".join(lines)

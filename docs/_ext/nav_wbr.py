@@ -1,0 +1,100 @@
+"""Line-break opportunities in the sidebars' long code names.
+
+A name such as ``crossentropy_ref.binary_cross_entropy_with_logits`` is one
+word to the browser: it has no place where a line may break, and is wider
+than either sidebar. CSS can only break it anywhere (``logsumex`` / ``p``).
+This extension puts a ``<wbr>`` (an optional break, invisible and not
+copied) before each dot and after each underscore of a long name (20
+characters or more) in the link texts of the book's navigation (left
+sidebar), the page contents (right sidebar) and the previous/next links,
+and in the page's headings, so that the name wraps between its parts:
+``crossentropy_ref`` / ``.logsumexp``.
+
+It wraps the pydata-sphinx-theme functions that render the two sidebars,
+``generate_toctree_html`` and ``generate_toc_html``, and edits the HTML
+they return, and the headings of the page's HTML body. What a reader sees,
+copies or searches for is unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from bs4 import BeautifulSoup, NavigableString
+
+# Break before a dot and after an underscore, between word characters...
+_BREAK = re.compile(r"(?<=[A-Za-z_])(?=\.[A-Za-z_])|(?<=[A-Za-z0-9]_)(?=\w)")
+# ...of a name too long for a line of the sidebar. A shorter one, such as
+# crossentropy_ref, moves to the next line whole, as any word does.
+_LONG_NAME = re.compile(r"[\w.]{20,}")
+_MARK = "\x00"  # stands for a <wbr> while the text is split
+
+
+def _mark(match: re.Match) -> str:
+    return _BREAK.sub(_MARK, match.group())
+
+
+# Makes the <wbr> tags: html.parser knows <wbr> is a void element.
+_FACTORY = BeautifulSoup("", "html.parser")
+
+
+def _add_breaks(tree, names=("a",)) -> bool:
+    """Put <wbr> into the texts of the `names` elements in `tree`, once.
+
+    Returns whether it changed anything.
+    """
+    changed = False
+    for link in tree.find_all(names):
+        if link.find("wbr") is not None:
+            continue  # done already (the theme caches what it renders)
+        for text in list(link.find_all(string=True)):
+            parts = _LONG_NAME.sub(_mark, str(text)).split(_MARK)
+            if len(parts) < 2:
+                continue
+            pieces = []
+            for i, part in enumerate(parts):
+                if i:
+                    pieces.append(_FACTORY.new_tag("wbr"))
+                pieces.append(NavigableString(part))
+            text.replace_with(*pieces)
+            changed = True
+    return changed
+
+
+def _wrap(render):
+    @functools.wraps(render)
+    def wrapped(*args, **kwargs):
+        out = render(*args, **kwargs)
+        if hasattr(out, "find_all"):  # a BeautifulSoup tree; "" if no TOC
+            _add_breaks(out)
+        return out
+
+    return wrapped
+
+
+def _on_page(app, pagename, templatename, context, doctree) -> None:
+    for key in ("generate_toctree_html", "generate_toc_html"):
+        if key in context:
+            context[key] = _wrap(context[key])
+    # The page's own headings, e.g. an API page's title
+    # crossentropy_ref.binary_cross_entropy_with_logits.
+    body = context.get("body")
+    if body and _LONG_NAME.search(body):
+        soup = BeautifulSoup(body, "html.parser")
+        if _add_breaks(soup, ["h1", "h2", "h3", "h4", "h5", "h6"]):
+            context["body"] = str(soup)  # else the body stays as it was
+    # The previous/next links under the article show page titles too.
+    for key in ("prev", "next"):
+        link = context.get(key)
+        if link and link.get("title"):
+            title = BeautifulSoup(f"<a>{link['title']}</a>", "html.parser")
+            _add_breaks(title)
+            link["title"] = title.a.decode_contents()
+
+
+def setup(app):
+    # After the theme's own html-page-context handler (priority 500) has put
+    # the functions into the context.
+    app.connect("html-page-context", _on_page, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
