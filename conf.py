@@ -47,7 +47,9 @@ def _source_key() -> str:
         for path in sorted(p for p in (ROOT / top).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
             h.update(path.relative_to(ROOT).as_posix().encode())
             h.update(path.read_bytes())
-    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()):
+    # A set: run as `python -m sphinx`, the current folder is on sys.path, and
+    # the package's own egg-info there lists it a second time.
+    for dist in sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions()}):
         h.update(dist.encode())
     return h.hexdigest()[:16]
 
