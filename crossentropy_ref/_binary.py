@@ -145,9 +145,10 @@ def binary_cross_entropy_with_logits(
 
     .. math::
 
-        \ell_i = -w_i \big[\, \rho_i t_i \log \sigma(x_i) + (1 - t_i) \log(1 - \sigma(x_i)) \,\big]
-               = w_i \big[\, \rho_i t_i \operatorname{softplus}(-x_i)
-                 + (1 - t_i) \operatorname{softplus}(x_i) \,\big]
+        \ell_i &= -w_i \big[\, \rho_i t_i \log \sigma(x_i)
+                  + (1 - t_i) \log(1 - \sigma(x_i)) \,\big] \\
+               &= w_i \big[\, \rho_i t_i \operatorname{softplus}(-x_i)
+                  + (1 - t_i) \operatorname{softplus}(x_i) \,\big]
 
     Parameters
     ----------
@@ -208,11 +209,13 @@ def binary_cross_entropy_with_logits(
     Examples
     --------
     >>> from crossentropy_ref import binary_cross_entropy_with_logits
-    >>> print(float(binary_cross_entropy_with_logits([2.0, -1.0], [1.0, 0.0])))
+    >>> bce = binary_cross_entropy_with_logits
+    >>> print(float(bce([2.0, -1.0], [1.0, 0.0])))
     0.2200948492805977
-    >>> print(float(binary_cross_entropy_with_logits([-40.0], [0.0])))
+    >>> print(float(bce([-40.0], [0.0])))
     4.248354255291589e-18
-    >>> print(float(binary_cross_entropy_with_logits([[0.0, 0.0]], [[1.0, 1.0]], pos_weight=[1.0, 3.0])))
+    >>> x, t = [[0.0, 0.0]], [[1.0, 1.0]]
+    >>> print(float(bce(x, t, pos_weight=[1.0, 3.0])))
     1.3862943611198906
     """
     x, t, w, red = _binary_inputs(logits, target, weight, reduction, "logits")

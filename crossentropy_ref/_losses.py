@@ -378,7 +378,9 @@ def cross_entropy(
     The cat/dog/turtle example: three samples, three classes.
 
     >>> from crossentropy_ref import cross_entropy
-    >>> logits = [[9.7785, 0.9195, 2.10], [3.133, -3.05, 1.02], [0.12, 0.432518, 0.470]]
+    >>> logits = [[9.7785, 0.9195, 2.10],
+    ...           [3.133, -3.05, 1.02],
+    ...           [0.12, 0.432518, 0.470]]
     >>> print(float(cross_entropy(logits, [0, 0, 2])))
     0.36594851568931036
 
@@ -394,7 +396,8 @@ def cross_entropy(
     >>> np.set_printoptions(precision=6, suppress=True)
     >>> print(cross_entropy(logits, [0, 0, 2], reduction="none"))
     [0.000605 0.115949 0.981292]
-    >>> print(float(cross_entropy(logits, [0, -100, 2], [1.0, 1.0, 2.0])))
+    >>> w = [1.0, 1.0, 2.0]
+    >>> print(float(cross_entropy(logits, [0, -100, 2], w)))
     0.6543959195775186
     >>> np.set_printoptions(precision=8, suppress=False)
 
@@ -603,7 +606,9 @@ def nll_loss(
     Examples
     --------
     >>> from crossentropy_ref import log_softmax, nll_loss
-    >>> logits = [[9.7785, 0.9195, 2.10], [3.133, -3.05, 1.02], [0.12, 0.432518, 0.470]]
+    >>> logits = [[9.7785, 0.9195, 2.10],
+    ...           [3.133, -3.05, 1.02],
+    ...           [0.12, 0.432518, 0.470]]
     >>> print(float(nll_loss(log_softmax(logits, axis=1), [0, 0, 2])))
     0.36594851568931036
     >>> print(float(nll_loss([[-0.5, -1.0]], [1], reduction="sum")))

@@ -121,9 +121,10 @@ def logsumexp(x: ArrayLike, axis: int | tuple[int, ...] = -1, *, keepdim: bool =
 
     .. math::
 
-        \operatorname{logsumexp}(x) = \log \sum_{j} e^{x_j}
-        = m + \operatorname{log1p}\Big(\sum_{j \ne k} e^{x_j - m}\Big),
-        \quad m = x_k = \max_j x_j
+        \operatorname{logsumexp}(x)
+        &= \log \sum_{j} e^{x_j} \\
+        &= m + \operatorname{log1p}\Big(\sum_{j \ne k} e^{x_j - m}\Big), \\
+        &\qquad m = x_k = \max_j x_j
 
     Parameters
     ----------
@@ -198,7 +199,8 @@ def logsumexp(x: ArrayLike, axis: int | tuple[int, ...] = -1, *, keepdim: bool =
 
     Several axes at once, keeping them as torch's ``keepdim`` does:
 
-    >>> print(logsumexp(np.zeros((2, 3, 4)), axis=(0, 2), keepdim=True).shape)
+    >>> x = np.zeros((2, 3, 4))
+    >>> print(logsumexp(x, axis=(0, 2), keepdim=True).shape)
     (1, 3, 1)
     >>> print(float(logsumexp(np.zeros((2, 4)), axis=(0, 1))))   # log 8
     2.0794415416798357
@@ -238,9 +240,11 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, dtype: object = None) -> NDArra
 
     .. math::
 
-        \operatorname{log\_softmax}(x)_i = x_i - \log \sum_j e^{x_j}
-        = (x_i - m) - \operatorname{log1p}\Big(\sum_{j \ne k} e^{x_j - m}\Big),
-        \quad m = x_k = \max_j x_j
+        \operatorname{log\_softmax}(x)_i
+        &= x_i - \log \sum_j e^{x_j} \\
+        &= (x_i - m)
+           - \operatorname{log1p}\Big(\sum_{j \ne k} e^{x_j - m}\Big), \\
+        &\qquad m = x_k = \max_j x_j
 
     Parameters
     ----------
@@ -397,7 +401,8 @@ def softmax(x: ArrayLike, axis: int = -1, *, dtype: object = None) -> NDArray[np
     >>> np.set_printoptions(precision=6)
     >>> print(softmax([1.0, 2.0, 3.0]))
     [0.090031 0.244728 0.665241]
-    >>> print(softmax([1000.0, 1001.0, 1002.0]))   # the naive formula gives nan here
+    >>> # the naive formula gives nan here:
+    >>> print(softmax([1000.0, 1001.0, 1002.0]))
     [0.090031 0.244728 0.665241]
 
     A 0-d input is one element, as in torch:

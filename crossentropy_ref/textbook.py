@@ -90,9 +90,12 @@ def cross_entropy(p: ArrayLike, q: ArrayLike) -> np.float64:
     --------
     >>> import numpy as np
     >>> from crossentropy_ref import textbook
-    >>> logits = [[9.7785, 0.9195, 2.10], [3.133, -3.05, 1.02], [0.12, 0.432518, 0.470]]
+    >>> logits = [[9.7785, 0.9195, 2.10],
+    ...           [3.133, -3.05, 1.02],
+    ...           [0.12, 0.432518, 0.470]]
     >>> onehot = [[1, 0, 0], [1, 0, 0], [0, 0, 1]]
-    >>> print(float(textbook.cross_entropy(onehot, textbook.softmax(logits))))
+    >>> q = textbook.softmax(logits)
+    >>> print(float(textbook.cross_entropy(onehot, q)))
     0.36594851568931036
     >>> with np.errstate(divide="ignore", invalid="ignore"):
     ...     print(float(textbook.cross_entropy([[1, 0]], [[1.0, 0.0]])))

@@ -303,7 +303,7 @@ def cases(families: object = None, seed: int = 0) -> Iterator[tuple[str, np.ndar
     logits : ndarray of float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
     target : ndarray, int64 class indices or float64 probabilities
     kwargs : dict
-        Keyword arguments of ``torch.nn.functional.cross_entropy``:
+        Keyword arguments of ``cross_entropy`` in ``torch.nn.functional``:
         ``weight`` (a float64 array), ``ignore_index``, ``reduction``,
         ``label_smoothing``.
 

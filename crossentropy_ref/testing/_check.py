@@ -137,10 +137,11 @@ def check(
     ----------
     fn : callable
         ``fn(logits, target, **kwargs)`` with the signature of
-        ``torch.nn.functional.cross_entropy``. It receives numpy arrays: the
-        logits, probability targets and ``weight`` in `dtype` (bfloat16 as
-        ``ml_dtypes.bfloat16``), index targets as int64. It returns anything
-        ``numpy.asarray`` takes, in any float dtype, or a torch tensor.
+        ``cross_entropy`` in ``torch.nn.functional``. It receives numpy
+        arrays: the logits, probability targets and ``weight`` in `dtype`
+        (bfloat16 as ``ml_dtypes.bfloat16``), index targets as int64. It
+        returns anything ``numpy.asarray`` takes, in any float dtype, or a
+        torch tensor.
     dtype : {'float64', 'float32', 'float16', 'bfloat16'} or dtype
         The precision the kernel works in.
     families : str or iterable of str, default=None

@@ -111,8 +111,10 @@ def ulp_error(got: ArrayLike, reference: ArrayLike, dtype: object) -> NDArray[np
 
     .. math::
 
-        \operatorname{ulp\_error}(g, r) = \big|\,\#\{x \in F : \min(g, \hat r)
-        < x \le \max(g, \hat r)\}\,\big|, \qquad \hat r = \operatorname{fl}_F(r),
+        \operatorname{ulp\_error}(g, r)
+        &= \big|\,\#\{x \in F : \min(g, \hat r) < x \le \max(g, \hat r)\}\,\big|,
+        \\
+        \hat r &= \operatorname{fl}_F(r),
 
     the number of steps between neighbouring numbers of the format :math:`F`
     of `dtype` from `got` to the reference rounded to nearest in :math:`F`.
