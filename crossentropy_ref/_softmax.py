@@ -27,47 +27,6 @@ from . import _exact as ex
 from ._validation import as_float_dtype, as_real_array, check_bool, normalize_axes, normalize_axis
 
 
-def shifted_exp(z: np.ndarray, axis: int, *, finite_shift: bool = False, out: np.ndarray | None = None):
-    """Return ``(m, e, s, k)`` for the slices of `z` along `axis`.
-
-    ``m`` is the maximum (keepdims), ``k`` its index (keepdims), ``e`` is
-    ``exp(z - m)`` with the entry at ``k`` set to 0, and ``s`` is ``sum(e)``
-    (keepdims). With `finite_shift`, a non-finite maximum is replaced by 0
-    for the shift so that all -inf or +inf slices give -inf or inf
-    instead of NaN (used by ``logsumexp``, matching torch). ``e`` is
-    written into `out` when given (a scratch buffer of the shape of `z`).
-    """
-    k = np.argmax(z, axis=axis, keepdims=True)
-    # The maximum is gathered at its index rather than found by a second pass over z;
-    # argmax stops at the first NaN, so a NaN slice still gets m = NaN.
-    m = np.take_along_axis(z, k, axis=axis)
-    shift = np.where(np.isfinite(m), m, 0.0) if finite_shift else m
-    e = np.subtract(z, shift, out=out)
-    np.exp(e, out=e)
-    # Drop the maximum's own exp(0) = 1 so that s keeps its relative precision.
-    np.put_along_axis(e, k, 0.0, axis=axis)
-    s = np.sum(e, axis=axis, keepdims=True)
-    return m, e, s, k
-
-
-def exp_rest_sum(z: np.ndarray, axis: int, *, out: np.ndarray | None = None):
-    """Return ``(m, s)`` as :func:`shifted_exp` does, without locating the maximum.
-
-    Every entry equal to the maximum has ``exp(0) = 1`` exactly; they are all
-    left out of the sum and all but one added back as whole ones. This avoids
-    ``argmax``, which copies when `axis` is not the last contiguous axis (the
-    class axis of (N, C, d1, ...) inputs). A NaN slice gives ``m = NaN``.
-    """
-    m = np.max(z, axis=axis, keepdims=True)
-    e = np.subtract(z, m, out=out)
-    ties = e == 0.0
-    np.exp(e, out=e)
-    np.copyto(e, 0.0, where=ties)
-    s = np.sum(e, axis=axis, keepdims=True)
-    s += np.count_nonzero(ties, axis=axis, keepdims=True) - 1
-    return m, s
-
-
 def _check_nonempty(z: np.ndarray, axis: int, name: str) -> None:
     if z.shape[axis] == 0:
         raise ValueError(f"`{name}` must have at least one entry along axis {axis}; got shape {z.shape}")
