@@ -348,6 +348,14 @@ def mp_binary_cross_entropy_with_logits(x: float, t: float, w: float = 1.0, pw: 
         return w * (pw * t * mp_softplus(-x) + (1 - t) * mp_softplus(x))
 
 
+def _split_exact(exact) -> tuple[np.ndarray, np.ndarray]:
+    """The mpf values `exact` as float64 pairs hi + lo: hi rounded, lo the residual."""
+    with mpmath.workdps(MP_DPS):
+        hi = np.array([float(e) for e in exact])
+        lo = np.array([float(e - mpmath.mpf(h)) if np.isfinite(h) else 0.0 for e, h in zip(exact, hi)])
+    return hi, lo
+
+
 def relative_errors(values, exact) -> np.ndarray:
     """|value - exact| / max(|exact|, tiny) for float64 `values` and mpf `exact` (same length).
 
@@ -360,9 +368,7 @@ def relative_errors(values, exact) -> np.ndarray:
     as it must: float64 cannot do better. NaN or inf gives inf.
     """
     values = np.asarray(values, dtype=np.float64).reshape(-1)
-    with mpmath.workdps(MP_DPS):
-        hi = np.array([float(e) for e in exact])
-        lo = np.array([float(e - mpmath.mpf(h)) if np.isfinite(h) else 0.0 for e, h in zip(exact, hi)])
+    hi, lo = _split_exact(exact)
     assert values.shape == hi.shape
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs((values - hi) - lo) / np.maximum(np.abs(hi), np.finfo(np.float64).tiny)
@@ -381,9 +387,7 @@ def ulp_errors(values, exact) -> np.ndarray:
     else as inf.
     """
     values = np.asarray(values, dtype=np.float64).reshape(-1)
-    with mpmath.workdps(MP_DPS):
-        hi = np.array([float(e) for e in exact])
-        lo = np.array([float(e - mpmath.mpf(h)) if np.isfinite(h) else 0.0 for e, h in zip(exact, hi)])
+    hi, lo = _split_exact(exact)
     assert values.shape == hi.shape
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs((values - hi) - lo) / np.spacing(np.abs(hi))
