@@ -191,7 +191,7 @@ def _logsumexp_core(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
             terms = np.exp(rows - mr)
             np.put_along_axis(terms, np.argmax(rows, axis=1)[:, None], 0.0, axis=1)
             out[near] = (mr[:, 0] + np.log1p(np.sum(terms, axis=1))).astype(np.float64)
-    return out[()] if out.ndim == 0 else out
+    return _scalar_or_array(out)
 
 
 def log_softmax(x: ArrayLike, axis: int = -1, *, dtype: object = None) -> NDArray[np.float64]:
