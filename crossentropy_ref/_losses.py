@@ -28,7 +28,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validation as v
+from . import _dd as dd
 from . import _exact as ex
+from . import _grad_exact as ge
 from ._blocks import BLOCK_ELEMENTS, as_ncs, iter_blocks, positions_shape, run_blocks, scratch
 
 
@@ -50,6 +52,7 @@ class _Inputs(NamedTuple):
     c: int
     w: np.ndarray | None  # (C,)
     w_total: float  # sum of the class weights (C without weights)
+    w_total_lo: float  # the rest of that sum: w_total + w_total_lo is exact to about 2**-106
     eps: float
     reduction: str
     probabilities: bool
@@ -67,8 +70,12 @@ def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothi
     c = _check_classes(z)
     w = v.as_weight(weight, c)
     w_total = float(c) if w is None else ex.accurate_sum(w)
+    # fsum of the weights and -w_total is exact before its one rounding.
+    w_total_lo = 0.0
+    if w is not None and eps and math.isfinite(w_total):
+        w_total_lo = math.fsum([*w.tolist(), -w_total])
     n, s = positions_shape(z.shape)
-    common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, w_total=w_total, eps=eps, reduction=reduction)
+    common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, w_total=w_total, w_total_lo=w_total_lo, eps=eps, reduction=reduction)
     if v.target_is_probabilities(target, z.shape):
         if ignore_index >= 0:
             raise ValueError(
@@ -196,14 +203,66 @@ def _nan_where_nonfinite(x: np.ndarray, m: np.ndarray) -> np.ndarray:
     return x
 
 
+def _grad_block_soft(pb: _Inputs, rows, cols, out: np.ndarray) -> bool:
+    """The gradient of soft targets or label smoothing in double-double (see _grad_exact).
+
+    Returns False, having written nothing, where that tier does not apply
+    (a zero 'mean' denominator, or masses beyond _grad_exact.DD_MAX); the
+    float64 path then computes the block.
+    """
+    zb = pb.z[rows, :, cols]
+    g = out[rows, :, cols]
+    if pb.reduction == "mean" and pb.denom == 0:
+        return False
+    k = np.argmax(zb, axis=1, keepdims=True)
+    m = np.take_along_axis(zb, k, axis=1)
+    if pb.probabilities:
+        valid = yc = None
+        pblock = pb.p[rows, :, cols]
+        mass = ge.prob_mass(pblock, pb.w, pb.eps)
+    else:
+        valid, yc, w_y = (x[:, None, :] for x in _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w))
+        mass = ge.index_mass(zb.shape, yc, w_y, pb.w, (pb.w_total, pb.w_total_lo), pb.eps)
+    if not ge.usable(mass):
+        return False
+    hard, kappa = ge.grad_block(zb, m, k, mass, pb.denom if pb.reduction == "mean" else None, g)
+    if valid is not None:
+        hard &= valid
+    for i, j in np.argwhere(hard[:, 0, :]):
+        g[i, :, j] = ge.grad_position_decimal(
+            zb[i, :, j],
+            pblock[i, :, j] if pb.probabilities else None,
+            None if yc is None else int(yc[i, 0, j]),
+            pb.w,
+            pb.eps,
+            pb.denom if pb.reduction == "mean" else None,
+            float(kappa[i, 0, j]),
+        )
+    _nan_where_nonfinite(g, m)
+    if valid is not None:
+        np.copyto(g, 0.0, where=~valid)
+    return True
+
+
 def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
+    if pb.reduction == "mean" and pb.denom == 0:
+        # As torch: a zero denominator makes every entry NaN but the ignored ones.
+        g = out[rows, :, cols]
+        g.fill(np.nan)
+        if not pb.probabilities:
+            np.copyto(g, 0.0, where=pb.y[rows, None, cols] == pb.ignore_index)
+        return
+    if (pb.probabilities or pb.eps) and _grad_block_soft(pb, rows, cols, out):
+        return
+    # Index targets without smoothing (and, as a fallback, masses too large for _grad_exact):
+    # b is 0 but at the target, so no entry cancels by more than a factor 3 and float64
+    # suffices, with the per-position factors and the two special entries in double-double.
     zb = pb.z[rows, :, cols]
     g = out[rows, :, cols]  # a view: the gradient is built in place in the output
+    den = pb.denom if pb.reduction == "mean" else 1.0
     # z - m = sigma + err - x0 exactly (see _exact.shift); sigma is exponentiated in place.
     m, k, x0, e, err = ex.shift(zb, 1, out=g, err_out=scratch(zb.shape, 1))
     s_hi, s_lo, gx = ex.exp_and_sum(e, err, 1, x0, k=k)
-    inv = ex.inv_one_plus(s_hi, s_lo)  # q_k = 1 / (1 + s)
-    s_q = s_hi * inv + s_lo * inv  # 1 - q_k = s / (1 + s), without the cancellation of 1 - inv
     if pb.probabilities:
         b = _mass(pb, rows, cols)
         b_k = np.take_along_axis(b, k, axis=1)
@@ -220,28 +279,32 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
         w_k = 1.0 if pb.w is None else pb.w[k]
         b_k = b_y * (yc == k) + (eh * w_k + el * w_k)
         rest = b_y * (yc != k) + (eh * (pb.w_total - w_k) + el * (pb.w_total - w_k))
-    # a q_c = a e_c (1 + err_c) exp(c - m) / (1 + s): the shift's rounding error restored.
+        e_y, err_y = np.take_along_axis(e, yc, axis=1), np.take_along_axis(err, yc, axis=1)
+    # F = a (1 + gx) / (1 + s) in double-double: a q_c = e_c (1 + err_c) F, with e_c = exp(sigma_c).
+    rh, rl = dd.recip_one_plus(s_hi, s_lo)  # q_k = 1 / (1 + s)
+    fh, fl = dd.mul_float(*dd.add(rh, rl, rh * gx, 0.0), a)
+    # One rounding for F / den, the factor of every entry; then two more per entry.
+    f = np.add(*dd.div_float(fh, fl, den))
     err *= e
-    e += err
-    e *= a * (inv + inv * gx)
+    e += err  # exp(sigma_c)(1 + err_c): the shift's rounding error restored
+    e *= f
     if pb.probabilities:
-        g -= b
+        g -= b / den
     else:
         if pb.eps:
             w = 1.0 if pb.w is None else pb.w[None, :, None]
-            g -= eh * w + el * w
-        g_y = np.take_along_axis(g, yc, axis=1) - b_y
+            g -= (eh * w + el * w) / den
+        # The target's entry a q_y - b_y in double-double, rounded once (it may cancel by a factor 3).
+        ph, pl = dd.mul(e_y, e_y * err_y, fh, fl)
+        g_y = np.add(*dd.div_float(*dd.add(ph, pl, -b_y, 0.0), den))
         np.put_along_axis(g, yc, g_y, axis=1)
     # Entry k: a q_k - b_k. When q_k > 1/2 it is computed as (a - b_k) - a (1 - q_k), with
     # no cancellation as q_k -> 1; below 1/2, directly (then a - b_k and a (1 - q_k) could cancel).
-    g_k = np.where(inv > 0.5, rest - a * s_q, a * inv - b_k)
+    near = dd.add(rest, 0.0, *dd.mul_float(*dd.mul(s_hi, s_lo, rh, rl), -a))
+    far = dd.add(*dd.mul_float(rh, rl, a), -b_k, 0.0)  # a q_k - b_k, q_k = 1 / (1 + s)
+    g_k = np.add(*dd.div_float(np.where(rh > 0.5, near[0], far[0]), np.where(rh > 0.5, near[1], far[1]), den))
     np.put_along_axis(g, k, g_k, axis=1)
     _nan_where_nonfinite(g, m)
-    if pb.reduction == "mean":
-        if pb.denom == 0:  # as torch: a zero denominator makes every entry NaN but the ignored ones
-            g.fill(np.nan)
-        else:
-            g /= pb.denom
     if not pb.probabilities:
         # copyto, not a product: the gradient at an ignored position is exactly 0, whatever else is NaN.
         np.copyto(g, 0.0, where=~valid)
@@ -530,7 +593,10 @@ def cross_entropy_grad(
         with np.errstate(invalid="ignore", over="ignore"):  # thread-local, see cross_entropy
             _grad_block(pb, rows, cols, out3)
 
-    run_blocks(fill, iter_blocks(*pb.z.shape))
+    # The double-double tier of soft targets makes dozens of temporaries per block: smaller
+    # blocks keep them in cache and bound their memory.
+    soft = pb.probabilities or pb.eps
+    run_blocks(fill, iter_blocks(*pb.z.shape, elements=ge.BLOCK_ELEMENTS if soft else None))
     return out
 
 
