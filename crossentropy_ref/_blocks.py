@@ -87,16 +87,19 @@ def positions_shape(logits_shape: tuple[int, ...]) -> tuple[int, int]:
     return logits_shape[0], int(np.prod(logits_shape[2:], dtype=np.int64))
 
 
-def run_blocks(fn: Callable[[slice, slice], None], blocks: Iterable[tuple[slice, slice]]) -> None:
+def run_blocks(
+    fn: Callable[[slice, slice], None], blocks: Iterable[tuple[slice, slice]], *, parallel: bool = True
+) -> None:
     """Call ``fn(rows, cols)`` for every block; blocks must write to disjoint outputs.
 
-    Small inputs (a few blocks) run in the calling thread; larger ones are
-    spread over a thread pool, each worker taking every k-th block. The
+    Small inputs (a few blocks), and every input unless `parallel`, run in
+    the calling thread; larger ones are spread over a thread pool, each
+    worker taking every k-th block. The
     result does not depend on the number of threads: each block is computed
     the same way and written to its own slice.
     """
     blocks = list(blocks)
-    k = min(_THREADS, len(blocks) // 4)
+    k = min(_THREADS, len(blocks) // 4) if parallel else 1
     if k <= 1:
         for rows, cols in blocks:
             fn(rows, cols)

@@ -193,28 +193,22 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
 EXP_FLOOR = -1100.0
 
 
-# exp works through its argument in chunks of this many elements: its dozens of
-# temporaries then stay in the L2 cache (measured: 2.4x faster than on 32000 at once).
-_CHUNK = 4096
+# Callers pass at most about this many elements at a time, so that exp's dozens of
+# temporaries stay small. (Measured on (256, 32000) with label smoothing: 4096 and
+# 32768 run alike on one thread, about 150 ns per logit; with two threads 4096 was
+# slower, the threads contending for the GIL between short numpy calls.)
+CHUNK = 1 << 15
 
 
 def exp(xh: np.ndarray, xl: np.ndarray):
-    """``exp(xh + xl)`` as a double-double, relative error below about 2**-100.
+    """``exp(xh + xl)`` as a double-double, relative error below 2**-99.
 
     For ``xh <= 1`` (finite or -inf) and ``|xl| <= 2**-40``; the result is
     exact (1, 0) at 0, and 0 for an argument outside that domain (NaN
-    included: callers mask those positions). Results below about 2**-969 lose low bits to
-    underflow: their absolute error stays below 2**-1070.
+    included: callers mask those positions). Results below about 2**-969
+    lose low bits to underflow: their absolute error stays below 2**-1070.
+    Pass at most about CHUNK elements at a time.
     """
-    xh, xl = np.broadcast_arrays(xh, xl)
-    hi, lo = np.empty(xh.shape), np.empty(xh.shape)
-    fh, fl, oh, ol = xh.reshape(-1), xl.reshape(-1), hi.reshape(-1), lo.reshape(-1)
-    for i in range(0, fh.size, _CHUNK):
-        oh[i : i + _CHUNK], ol[i : i + _CHUNK] = _exp(fh[i : i + _CHUNK], fl[i : i + _CHUNK])
-    return hi, lo
-
-
-def _exp(xh: np.ndarray, xl: np.ndarray):
     ok = (xh > EXP_FLOOR) & (xh <= 1.0)  # False for NaN
     if ok.all():
         x = xh

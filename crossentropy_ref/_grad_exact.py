@@ -116,8 +116,13 @@ def grad_block(z: np.ndarray, m: np.ndarray, k: np.ndarray, mass: Mass, denom: f
     """
     fin = np.isfinite(m)
     ms = np.where(fin, m, 0.0)
-    dh, dl = two_sum(z, -ms)  # z - m exactly; 0 at the maximum, so its exp is exactly 1
-    eh, el = dd.exp(dh, dl)
+    # The elementwise work goes through the classes in chunks of about dd.CHUNK elements.
+    step = max(1, dd.CHUNK // max(1, z.shape[0] * z.shape[2]))
+    chunks = [slice(c0, c0 + step) for c0 in range(0, z.shape[1], step)]
+    eh, el = np.empty(z.shape), np.empty(z.shape)
+    for c in chunks:
+        # z - m exactly (TwoSum); 0 at the maximum, whose exp is then exactly 1.
+        eh[:, c], el[:, c] = dd.exp(*two_sum(z[:, c], -ms))
     # s = sum over j != k of exp(z_j - m).
     sh, sl = eh.copy(), el.copy()
     np.put_along_axis(sh, k, 0.0, axis=1)
@@ -125,9 +130,11 @@ def grad_block(z: np.ndarray, m: np.ndarray, k: np.ndarray, mass: Mass, denom: f
     sh, sl = dd.tree_sum(sh, sl, 1)
     rh, rl = dd.recip_one_plus(sh, sl)  # q_k = 1 / (1 + s)
     fh, fl = dd.mul(mass.ah, mass.al, rh, rl)  # a / (1 + s)
-    ph, pl = dd.mul(eh, el, fh, fl)  # a q_c
-    gh, gl = dd.sub(ph, pl, mass.bh, mass.bl)
-    scale = ph + mass.bh  # a q_c + b_c: what the bound is relative to
+    gh, gl, scale = np.empty(z.shape), np.empty(z.shape), np.empty(z.shape)
+    for c in chunks:
+        ph, pl = dd.mul(eh[:, c], el[:, c], fh, fl)  # a q_c
+        gh[:, c], gl[:, c] = dd.sub(ph, pl, mass.bh[:, c], mass.bl[:, c])
+        scale[:, c] = ph + mass.bh[:, c]  # a q_c + b_c: what the bound is relative to
     # The largest logit where q_k > 1/2: (a - b_k) - a s / (1 + s), no cancellation as q_k -> 1.
     near = rh > 0.5
     if near.any():
@@ -143,7 +150,8 @@ def grad_block(z: np.ndarray, m: np.ndarray, k: np.ndarray, mass: Mass, denom: f
         np.put_along_axis(scale, k, np.where(near, resth + uh, np.take_along_axis(scale, k, axis=1)), axis=1)
     # Entries whose double-double value may be off by more than about an ulp: to the decimal tier.
     g_abs = np.abs(gh + gl)
-    hard = (DD_BOUND * scale + DD_FLOOR > _TIER_SHARE * g_abs) & (mass.bh > 0) & (ph > 0)
+    # Both terms positive (a q_c = scale - b_c > 0): only then can they cancel.
+    hard = (DD_BOUND * scale + DD_FLOOR > _TIER_SHARE * g_abs) & (mass.bh > 0) & (scale > mass.bh)
     hard = np.any(hard, axis=1, keepdims=True) & fin
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.max(scale / g_abs, axis=1, keepdims=True) if hard.any() else None

@@ -75,7 +75,8 @@ def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothi
     if w is not None and eps and math.isfinite(w_total):
         w_total_lo = math.fsum([*w.tolist(), -w_total])
     n, s = positions_shape(z.shape)
-    common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, w_total=w_total, w_total_lo=w_total_lo, eps=eps, reduction=reduction)
+    common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, w_total=w_total, w_total_lo=w_total_lo, eps=eps,
+                  reduction=reduction)
     if v.target_is_probabilities(target, z.shape):
         if ignore_index >= 0:
             raise ValueError(
@@ -594,9 +595,10 @@ def cross_entropy_grad(
             _grad_block(pb, rows, cols, out3)
 
     # The double-double tier of soft targets makes dozens of temporaries per block: smaller
-    # blocks keep them in cache and bound their memory.
+    # blocks bound their memory. It runs on one thread: its many short numpy calls keep
+    # taking the GIL, and a second thread made it no faster (measured on (256, 32000)).
     soft = pb.probabilities or pb.eps
-    run_blocks(fill, iter_blocks(*pb.z.shape, elements=ge.BLOCK_ELEMENTS if soft else None))
+    run_blocks(fill, iter_blocks(*pb.z.shape, elements=ge.BLOCK_ELEMENTS if soft else None), parallel=not soft)
     return out
 
 

@@ -288,13 +288,14 @@ def multiclass_errors(family: str, name: str) -> dict[str, tuple[np.ndarray, np.
     kappa = np.maximum(np.array(kappa), 1.0)
     add("cross_entropy_grad", _unlayout(case, ce.cross_entropy_grad(zl, tl, case.weight, reduction="none", **opts),
         True), _unlayout(case, grad_t, True), exact_grad, kappa, normal_only=True)
-    if case.ignore_index == -100 or not prob:
-        # 'mean' divides by the same denominator as the loss.
-        with mpmath.workdps(MP_DPS):
-            den = _mp_denominator(case, t, c)
-            exact_mean = [g / den for g in exact_grad]
-        add("cross_entropy_grad mean", _unlayout(case, ce.cross_entropy_grad(zl, tl, case.weight, reduction="mean",
-            **opts), True), _unlayout(case, torch_cross_entropy(zl, tl, case.weight, reduction="mean", **opts)[1], True), exact_mean, kappa, normal_only=True)
+    # 'mean' divides by the same denominator as the loss, inside the same rounding.
+    with mpmath.workdps(MP_DPS):
+        den = _mp_denominator(case, t, c)
+        exact_mean = [g / den for g in exact_grad]
+    ours_mean = ce.cross_entropy_grad(zl, tl, case.weight, reduction="mean", **opts)
+    torch_mean = torch_cross_entropy(zl, tl, case.weight, reduction="mean", **opts)[1]
+    add("cross_entropy_grad mean", _unlayout(case, ours_mean, True), _unlayout(case, torch_mean, True),
+        exact_mean, kappa, normal_only=True)
     for red in ("sum", "mean"):
         ours = ce.cross_entropy(zl, tl, case.weight, reduction=red, **opts)
         theirs = torch_cross_entropy(zl, tl, case.weight, reduction=red, **opts)[0]
