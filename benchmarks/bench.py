@@ -120,10 +120,31 @@ FULL_CASES: tuple[Case, ...] = (
     ),
     Case("lm-head-grad", "gradient: language-model head, index targets", (2048, 32000), grad=True),
     Case("segmentation-grad", "gradient: segmentation, index targets", (4, 21, 256, 256), grad=True),
+    # Soft targets and label smoothing take the gradient's double-double tier (issue 9):
+    # these two cases measure its cost.
+    Case(
+        "lm-rows-grad-smooth",
+        "gradient: 256 language-model rows, label smoothing 0.1",
+        (256, 32000),
+        grad=True,
+        options={"label_smoothing": 0.1},
+    ),
+    Case(
+        "small-class-grad-prob",
+        "gradient: many samples, 10 classes, probability targets",
+        (65536, 10),
+        target="probabilities",
+        grad=True,
+    ),
 )
 
 # The same cases on small shapes, for the book's build-time run (seconds, not minutes).
-_QUICK_SHAPES = {(2048, 32000): (256, 8000), (65536, 10): (8192, 10), (4, 21, 256, 256): (2, 21, 64, 64)}
+_QUICK_SHAPES = {
+    (2048, 32000): (256, 8000),
+    (256, 32000): (32, 8000),
+    (65536, 10): (8192, 10),
+    (4, 21, 256, 256): (2, 21, 64, 64),
+}
 QUICK_CASES: tuple[Case, ...] = tuple(replace(c, shape=_QUICK_SHAPES[c.shape]) for c in FULL_CASES)
 
 FULL_SETTINGS = {"reps": 7, "min_sample": 0.1}

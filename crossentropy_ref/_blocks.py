@@ -19,10 +19,11 @@ import numpy as np
 
 # 2**16 float64 = 512 KiB per temporary: small enough for the L2 cache.
 BLOCK_ELEMENTS = 1 << 16
-# Large inputs take larger blocks, up to this, while a temporary stays below 1/128 of
-# the logits: fewer, longer numpy calls, which matters with several threads (each call
-# takes the GIL between its loops). Measured on the language-model head (2048, 32000),
-# two threads: 2**16 elements took 1.9x the time of 2**19.
+# Index targets on large inputs take larger blocks, up to this, while a temporary stays
+# below 1/128 of the logits: fewer, longer numpy calls, which matters with several threads
+# (each call takes the GIL between its loops). Measured on the language-model head
+# (2048, 32000), two threads: 2**16 elements took 1.9x the time of 2**19. Probability
+# targets, with more temporaries per block, ran 1.5x slower with 2**19: they keep 2**16.
 MAX_BLOCK_ELEMENTS = 1 << 19
 
 # numpy releases the GIL inside its loops, so blocks can run on several cores.
@@ -65,10 +66,10 @@ def block_elements(total: int) -> int:
 def iter_blocks(n: int, c: int, s: int, elements: int | None = None) -> Iterator[tuple[slice, slice]]:
     """Yield ``(rows, positions)`` slices that tile ``range(n) x range(s)``.
 
-    A block holds about `elements` logits (default: `block_elements`).
+    A block holds about `elements` logits (default: BLOCK_ELEMENTS).
     """
     per_row = max(c * s, 1)
-    size = block_elements(n * per_row) if elements is None else elements
+    size = BLOCK_ELEMENTS if elements is None else elements
     if per_row <= size:
         step = max(1, size // per_row)
         for n0 in range(0, n, step):

@@ -31,7 +31,7 @@ from . import _validation as v
 from . import _dd as dd
 from . import _exact as ex
 from . import _grad_exact as ge
-from ._blocks import BLOCK_ELEMENTS, as_ncs, iter_blocks, positions_shape, run_blocks, scratch
+from ._blocks import BLOCK_ELEMENTS, as_ncs, block_elements, iter_blocks, positions_shape, run_blocks, scratch
 
 
 def _check_classes(z: np.ndarray, name: str = "logits") -> int:
@@ -490,7 +490,9 @@ def cross_entropy(
         else:
             loss[rows, cols] = block
 
-    run_blocks(fill, iter_blocks(n, pb.c, s))
+    # Larger blocks for index targets on large inputs (see _blocks.MAX_BLOCK_ELEMENTS).
+    size = BLOCK_ELEMENTS if pb.probabilities else block_elements(pb.z.size)
+    run_blocks(fill, iter_blocks(n, pb.c, s, elements=size))
     if loss is not None:
         out = loss.reshape(v.index_target_shape(pb.shape))
         return out[()] if out.ndim == 0 else out
@@ -556,6 +558,16 @@ def cross_entropy_grad(
     gradient is computed directly into its output, one block of positions at
     a time, so the only array the size of `logits` is the result.
 
+    Every entry whose exact value is a normal float64 is within a few ulp of
+    it. With soft targets or label smoothing, :math:`a q_c` and :math:`b_c`
+    can be close, and their difference magnifies their rounding errors by
+    :math:`\kappa_c = (a q_c + b_c) / |a q_c - b_c|`. Those gradients are
+    therefore computed in double-double arithmetic (about 106 bits), and
+    the rare positions with :math:`\kappa_c` beyond about :math:`2^{44}`
+    again with Python's ``decimal`` module. This makes them several times
+    slower than the gradient of class indices without smoothing, whose
+    entries never cancel by more than a factor 3.
+
     *Differences from PyTorch*: torch has no such function; it is what
     ``torch.autograd`` returns for ``F.cross_entropy(logits, target, ...)``
     (``.sum()`` of it for ``reduction='none'``), here in closed form. The
@@ -598,7 +610,8 @@ def cross_entropy_grad(
     # blocks bound their memory. It runs on one thread: its many short numpy calls keep
     # taking the GIL, and a second thread made it no faster (measured on (256, 32000)).
     soft = pb.probabilities or pb.eps
-    run_blocks(fill, iter_blocks(*pb.z.shape, elements=ge.BLOCK_ELEMENTS if soft else None), parallel=not soft)
+    size = ge.BLOCK_ELEMENTS if soft else block_elements(pb.z.size)
+    run_blocks(fill, iter_blocks(*pb.z.shape, elements=size), parallel=not soft)
     return out
 
 
