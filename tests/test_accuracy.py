@@ -497,9 +497,9 @@ def count_cases() -> int:
 
 def report() -> str:
     lines = [f"{count_cases()} results checked against mpmath at mp.dps = {MP_DPS}; worst error in ulp"]
-    lines.append(f"{'function':<36}{'family':<24}{'ours':>8}{'torch':>12}")
+    lines.append(f"{'function':<36}{'family':<30}{'ours':>8}{'torch':>12}")
     for (fn, fam), (o, t) in sorted(worst_ulp().items()):
-        lines.append(f"{fn:<36}{fam:<24}{o:8.2f}{'n/a' if math.isnan(t) else format(t, '.3g'):>12}")
+        lines.append(f"{fn:<36}{fam:<30}{o:8.2f}{'n/a' if math.isnan(t) else format(t, '.3g'):>12}")
     kap = np.concatenate([k for f, n in CASES for _, _, k in multiclass_errors(f, n).values()])
     lines.append(f"gradient entries with kappa > {KAPPA_MAX:g}: {int(np.sum(kap > KAPPA_MAX))}; "
                  f"with kappa > 2**40: {int(np.sum(kap > 2.0**40))}; largest kappa {np.max(kap):.3g}")
