@@ -245,6 +245,11 @@ def _grad_block_soft(pb: _Inputs, rows, cols, out: np.ndarray) -> bool:
     return True
 
 
+def _round_div(hi, lo, den: float):
+    """(hi + lo) / den rounded once to float64 (no division when den = 1)."""
+    return hi + lo if den == 1.0 else np.add(*dd.div_float(hi, lo, den))
+
+
 def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
     if pb.reduction == "mean" and pb.denom == 0:
         # As torch: a zero denominator makes every entry NaN but the ignored ones.
@@ -285,7 +290,7 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
     rh, rl = dd.recip_one_plus(s_hi, s_lo)  # q_k = 1 / (1 + s)
     fh, fl = dd.mul_float(*dd.add(rh, rl, rh * gx, 0.0), a)
     # One rounding for F / den, the factor of every entry; then two more per entry.
-    f = np.add(*dd.div_float(fh, fl, den))
+    f = _round_div(fh, fl, den)
     err *= e
     e += err  # exp(sigma_c)(1 + err_c): the shift's rounding error restored
     e *= f
@@ -297,13 +302,13 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
             g -= (eh * w + el * w) / den
         # The target's entry a q_y - b_y in double-double, rounded once (it may cancel by a factor 3).
         ph, pl = dd.mul(e_y, e_y * err_y, fh, fl)
-        g_y = np.add(*dd.div_float(*dd.add(ph, pl, -b_y, 0.0), den))
+        g_y = _round_div(*dd.add(ph, pl, -b_y, 0.0), den)
         np.put_along_axis(g, yc, g_y, axis=1)
     # Entry k: a q_k - b_k. When q_k > 1/2 it is computed as (a - b_k) - a (1 - q_k), with
     # no cancellation as q_k -> 1; below 1/2, directly (then a - b_k and a (1 - q_k) could cancel).
     near = dd.add(rest, 0.0, *dd.mul_float(*dd.mul(s_hi, s_lo, rh, rl), -a))
     far = dd.add(*dd.mul_float(rh, rl, a), -b_k, 0.0)  # a q_k - b_k, q_k = 1 / (1 + s)
-    g_k = np.add(*dd.div_float(np.where(rh > 0.5, near[0], far[0]), np.where(rh > 0.5, near[1], far[1]), den))
+    g_k = _round_div(np.where(rh > 0.5, near[0], far[0]), np.where(rh > 0.5, near[1], far[1]), den)
     np.put_along_axis(g, k, g_k, axis=1)
     _nan_where_nonfinite(g, m)
     if not pb.probabilities:
