@@ -17,11 +17,12 @@ So the entries are computed in two tiers:
    ``2**-97 (a q_c + b_c)`` (measured: below ``2**-98``), which is under
    one ulp of ``g_c`` while ``kappa`` is below about ``2**44``.
 2. The ``decimal`` module, for the positions holding an entry beyond that
-   bound: every quantity of the position at ``40 + log10(kappa)`` digits.
+   bound: every quantity of the position at about ``20 + log10(C kappa)``
+   digits, more if the result is not known to a quarter of an ulp.
    Only targets that copy the prediction to about 13 digits or more get
-   here (for example ``softmax(z)`` itself). An entry whose two terms agree
-   to all the digits carried but 5 is returned as 0: an exact zero (equal
-   logits and a uniform target) or a difference below 1e-75 of the terms.
+   here (for example ``softmax(z)`` itself). An entry whose two terms still
+   agree at _MAX_DIGITS digits, to all but 5 of them, is returned as 0: an
+   exact zero, such as equal logits with a uniform target.
 
 The entry at the largest logit ``k`` is computed as
 ``(a - b_k) - a s / (1 + s)`` when ``q_k > 1/2``, with ``a - b_k`` summed
@@ -50,8 +51,8 @@ _TIER_SHARE = 2.0**-53
 # the float64 result.
 DD_MAX = 2.0**500
 _MAX_DIGITS = 400
-# Where double-double found the two terms equal, the decimal tier looks again at this
-# many digits; terms that still agree to all but 5 of them give 0.
+# Where double-double found the two terms equal, the decimal tier starts at this many
+# digits (and doubles them while the terms still agree, up to _MAX_DIGITS).
 _ZERO_DIGITS = 80
 # Logits per block in this tier (see _losses.cross_entropy_grad).
 BLOCK_ELEMENTS = 1 << 14
@@ -166,22 +167,38 @@ def grad_block(z: np.ndarray, m: np.ndarray, k: np.ndarray, mass: Mass, denom: f
 
 
 def grad_position_decimal(z, p, y, w, eps: float, denom: float | None, kappa: float) -> list[float]:
-    """a q - b for one position, with the ``decimal`` module.
+    """a q - b for one position, with the ``decimal`` module, to within an ulp.
 
     `z` (C,) are the logits; the target is the probabilities `p` (C,) or,
     when `p` is None, the class index `y`; `w` (C,) or None the class
-    weights. The precision is 40 digits plus the decimal digits of `kappa`,
-    the cancellation the double-double tier saw (capped at _MAX_DIGITS).
-    Every float converts to a Decimal exactly; the operations round at the
-    context precision.
+    weights. `kappa` is the cancellation the double-double tier saw. Every
+    float converts to a Decimal exactly, and each operation rounds at the
+    context's precision P, so every term is within (C + 10) 10**(1 - P) of
+    its value, relatively. The first P is 20 digits plus those of C and of
+    `kappa`; an entry whose difference is not known to 2**-54 of itself at
+    that P makes the position run again at twice the digits (Ziv's
+    strategy), up to _MAX_DIGITS, where an entry whose terms still agree to
+    all the digits carried but 5 is returned as 0.
     """
+    c = len(z)
     if math.isfinite(kappa):
-        digits = min(40 + int(math.log10(max(kappa, 1.0))) + 1, _MAX_DIGITS)
+        digits = 20 + len(str(c + 10)) + len(str(int(max(kappa, 1.0))))
     else:
         digits = _ZERO_DIGITS  # the double-double difference was exactly 0
+    while True:
+        digits = min(digits, _MAX_DIGITS)
+        out = _position_decimal(z, p, y, w, eps, denom, digits, last=digits == _MAX_DIGITS)
+        if out is not None:
+            return out
+        digits *= 2
+
+
+def _position_decimal(z, p, y, w, eps, denom, digits: int, last: bool) -> list[float] | None:
+    """grad_position_decimal at `digits`; None if an entry is not known well enough (unless `last`)."""
     D = decimal.Decimal
+    c = len(z)
     with decimal.localcontext(decimal.Context(prec=digits, Emin=-999999, Emax=999999)):
-        c = len(z)
+        rel = D(c + 10) * D(10) ** (1 - digits)  # bound on each term's relative error
         zs = [D(float(v)) for v in z]
         k = max(range(c), key=lambda j: (zs[j], -j))  # the first maximum, as argmax
         m = zs[k]
@@ -200,8 +217,12 @@ def grad_position_decimal(z, p, y, w, eps: float, denom: float | None, kappa: fl
             else:
                 terms = (a * e[j] / one_s, b[j])
             v = terms[0] - terms[1]
-            if abs(v) <= (abs(terms[0]) + abs(terms[1])) * D(10) ** (5 - digits):
-                v = D(0)  # the terms agree to every digit carried
+            bound = (abs(terms[0]) + abs(terms[1])) * rel
+            if bound > abs(v) * D(2) ** -54:
+                if not last:
+                    return None  # not known to a quarter of an ulp: more digits
+                if abs(v) <= (abs(terms[0]) + abs(terms[1])) * D(10) ** (5 - digits):
+                    v = D(0)  # the terms agree to every digit carried
             if denom is not None:
                 v = v / D(float(denom))
             out.append(float(v))
