@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _dd as dd
 from . import _exact as ex
 from ._validation import as_float_dtype, as_real_array, check_bool, normalize_axes, normalize_axis
 
@@ -380,8 +381,10 @@ def _softmax_core(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     with np.errstate(invalid="ignore", over="ignore"):
         m, k, x0, e, err = ex.shift(z, ax)
         s_hi, s_lo, g = ex.exp_and_sum(e, err, ax, x0, k=k)
-        inv = ex.inv_one_plus(s_hi, s_lo)
-        f = inv + inv * g  # exp(c - m) / (1 + s): the row's factor
+        rh, rl = dd.recip_one_plus(s_hi, s_lo)  # 1 / (1 + s) as a double-double
+        inv = rh + rl
+        # exp(c - m) / (1 + s), the row's factor: (rh + rl)(1 + g), rounded once.
+        f = rh + (rl + rh * g)
         # e_j (1 + err_j) f: the shift's exact rounding error restored to first order.
         err *= e
         e += err
