@@ -45,6 +45,7 @@ def _binary_inputs(x, target, weight, reduction, x_name):
     return x, t, w, red
 
 
+@v.torch_signature_guard
 def binary_cross_entropy(
     probs: ArrayLike,
     target: ArrayLike,
@@ -129,6 +130,7 @@ def binary_cross_entropy(
     return _reduce(loss, red)
 
 
+@v.torch_signature_guard
 def binary_cross_entropy_with_logits(
     logits: ArrayLike,
     target: ArrayLike,

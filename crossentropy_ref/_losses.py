@@ -316,6 +316,7 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
         np.copyto(g, 0.0, where=~valid)
 
 
+@v.torch_signature_guard
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
@@ -511,6 +512,7 @@ def cross_entropy(
         return total / np.float64(pb.denom)
 
 
+@v.torch_signature_guard
 def cross_entropy_grad(
     logits: ArrayLike,
     target: ArrayLike,
@@ -622,6 +624,7 @@ def cross_entropy_grad(
     return out
 
 
+@v.torch_signature_guard
 def nll_loss(
     log_probs: ArrayLike,
     target: ArrayLike,

@@ -9,6 +9,8 @@ value. Nothing here writes into its arguments.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 import operator
 
@@ -20,6 +22,44 @@ REDUCTIONS = ("none", "mean", "sum")
 # dtype kinds accepted as real numbers: signed and unsigned integers, floats.
 _REAL_KINDS = "iuf"
 _INDEX_KINDS = "iu"
+
+
+# torch's deprecated reduction flags: accepted positionally or by name by torch, not here.
+_TORCH_LEGACY = ("size_average", "reduce")
+
+
+def torch_signature_guard(fn):
+    """Turn a torch-style call that `fn`'s signature refuses into a clear TypeError.
+
+    torch's losses take every option positionally, with the deprecated
+    `size_average` and `reduce` among them; here the options are keyword-only
+    and those two are not accepted. Without this, such a call gets Python's
+    generic "takes from 2 to 3 positional arguments" message.
+    ``functools.wraps`` keeps `fn`'s name, docstring and signature.
+    """
+    params = inspect.signature(fn).parameters.values()
+    positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    options = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    names = ", ".join(f"`{n}`" for n in positional)
+    opts = ", ".join(f"`{n}`" for n in options)
+
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        if len(args) > len(positional):
+            raise TypeError(
+                f"{fn.__name__}() takes {names} positionally and its options ({opts}) as keywords only; "
+                f"got {len(args)} positional arguments. torch's positional `size_average` and `reduce` "
+                "are not accepted: pass the options by name, e.g. reduction='sum'"
+            )
+        for name in _TORCH_LEGACY:
+            if name in kwargs:
+                raise TypeError(
+                    f"{fn.__name__}() does not accept `{name}`, which torch deprecates; "
+                    f"pass `reduction` ('none', 'mean' or 'sum') instead; got {name}={kwargs[name]!r}"
+                )
+        return fn(*args, **kwargs)
+
+    return guarded
 
 
 def _describe(a: np.ndarray) -> str:

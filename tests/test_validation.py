@@ -329,3 +329,39 @@ def test_index_targets_of_any_integer_dtype(dtype):
     np.testing.assert_array_equal(fn(z, y.astype(dtype), w, **kwargs), fn(z, y, w, **kwargs))
     np.testing.assert_array_equal(ce.cross_entropy_grad(z, y.astype(dtype), w), ce.cross_entropy_grad(z, y, w))
     np.testing.assert_array_equal(ce.nll_loss(z, y.astype(dtype)), ce.nll_loss(z, y))
+
+
+# --- torch-style calls: positional options, size_average and reduce -------------
+
+TORCH_STYLE = [
+    (ce.cross_entropy, ([[1.0, 2.0]], [0], None, None, -100), "`ignore_index`, `reduction`, `label_smoothing`"),
+    (ce.cross_entropy_grad, ([[1.0, 2.0]], [0], None, None), "`ignore_index`, `reduction`, `label_smoothing`"),
+    (ce.nll_loss, ([[-0.5, -1.0]], [0], None, None, -100), "`ignore_index`, `reduction`"),
+    (ce.binary_cross_entropy, ([0.5], [1.0], None, None), "`reduction`"),
+    (ce.binary_cross_entropy_with_logits, ([0.5], [1.0], None, None, None, "sum"), "`reduction`, `pos_weight`"),
+]
+
+
+@pytest.mark.parametrize(("fn", "args", "options"), TORCH_STYLE, ids=[f.__name__ for f, _, _ in TORCH_STYLE])
+def test_torch_style_positional_options_get_a_clear_type_error(fn, args, options):
+    with pytest.raises(TypeError, match=rf"{fn.__name__}\(\) takes .* keywords only; got {len(args)} positional"):
+        fn(*args)
+    with pytest.raises(TypeError) as info:
+        fn(*args)
+    assert options in str(info.value) and "reduction='sum'" in str(info.value)
+
+
+@pytest.mark.parametrize("legacy", ["size_average", "reduce"])
+@pytest.mark.parametrize(("fn", "args", "options"), TORCH_STYLE, ids=[f.__name__ for f, _, _ in TORCH_STYLE])
+def test_torch_legacy_flags_are_refused_by_name(fn, args, options, legacy):
+    with pytest.raises(TypeError, match=rf"does not accept `{legacy}`.*pass `reduction`.*got {legacy}=True"):
+        fn(*args[:2], **{legacy: True})
+
+
+def test_the_guard_keeps_the_signature_and_the_docstring():
+    import inspect
+
+    params = inspect.signature(ce.cross_entropy).parameters
+    assert list(params) == ["logits", "target", "weight", "ignore_index", "reduction", "label_smoothing"]
+    assert params["reduction"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert ce.cross_entropy.__doc__.startswith("Cross-entropy loss")
