@@ -62,11 +62,19 @@ def mul_float(ah, al, b):
     return fast_two_sum(p, e + al * b)
 
 
-def add(ah, al, bh, bl):
-    """(ah + al) + (bh + bl), error below 2**-104 of |a| + |b| (Muller et al., Alg. 14.3)."""
+def add(ah, al, bh, bl, *, nonfinite: bool = False):
+    """(ah + al) + (bh + bl), error below 2**-104 of |a| + |b| (Muller et al., Alg. 14.3).
+
+    With `nonfinite`, an infinite or NaN sum keeps its high part and gets a
+    low part of 0 (without it, inf - inf would make the high part NaN).
+    """
     s, e = two_sum(ah, bh)
     e = e + (al + bl)
-    return fast_two_sum(s, e)
+    hi, lo = fast_two_sum(s, e)
+    if not nonfinite:
+        return hi, lo
+    fin = np.isfinite(hi)
+    return np.where(fin, hi, s), np.where(fin, lo, 0.0)
 
 
 def sub(ah, al, bh, bl):
@@ -78,6 +86,11 @@ def div_float(ah, al, b):
     q = ah / b
     p, pe = two_prod(q, b)
     return fast_two_sum(q, (((ah - p) - pe) + al) / b)
+
+
+def round_div(ah, al, b: float):
+    """(ah + al) / b rounded once to float64 (no division when b = 1)."""
+    return ah + al if b == 1.0 else np.add(*div_float(ah, al, b))
 
 
 def recip_one_plus(sh, sl):

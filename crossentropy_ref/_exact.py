@@ -61,6 +61,21 @@ def two_sum(a, b):
     return s, (a - ap) + (b - bp)
 
 
+def two_diff(a, b, out, err_out, tmp):
+    """TwoSum of `a` and ``-b`` written into the buffers `out` and `err_out`.
+
+    The same six operations as `two_sum`, with ``-b`` never formed and no
+    temporary the size of the operands (`tmp` is a third buffer of their
+    shape). Returns ``(out, err_out)``: ``a - b = out + err_out`` exactly.
+    """
+    s = np.subtract(a, b, out=out)
+    bp = np.subtract(s, a, out=err_out)  # b' = s - a, an approximation of -b
+    ap = np.subtract(s, bp, out=tmp)  # a' = s - b'
+    np.subtract(a, ap, out=ap)  # a - a'
+    np.add(b, bp, out=bp)  # -((-b) - b')
+    return s, np.subtract(ap, bp, out=bp)  # (a - a') + ((-b) - b')
+
+
 def fast_two_sum(a, b):
     """As `two_sum`, valid when ``|a| >= |b|`` (or a = 0): three operations (Dekker)."""
     s = a + b
@@ -71,16 +86,6 @@ def dd_scalar(x: Fraction) -> tuple[float, float]:
     """A rational as ``hi + lo``: hi the nearest float64, lo the nearest float64 to the rest."""
     hi = float(x)
     return hi, float(x - Fraction(hi))
-
-
-def dd_add(ah, al, bh, bl):
-    """(ah + al) + (bh + bl) as a pair, with an error of about u^2 relative to the terms."""
-    s, e = two_sum(ah, bh)
-    e = e + (al + bl)
-    hi, lo = fast_two_sum(s, e)
-    fin = np.isfinite(hi)
-    # An infinite or NaN sum has no low part (inf - inf would make it NaN).
-    return np.where(fin, hi, s), np.where(fin, lo, 0.0)
 
 
 def dd_mul_scalar(xh, xl, ch: float, cl: float):
@@ -234,12 +239,3 @@ def log1p_dd(s_hi, s_lo):
         hi = np.log1p(s_hi)
         lo = np.where(np.isfinite(hi), s_lo / (1.0 + s_hi), 0.0)
     return hi, lo
-
-
-def inv_one_plus(s_hi, s_lo):
-    """``1 / (1 + s)`` for ``s = s_hi + s_lo >= 0``, rounded about once."""
-    o_hi, o_lo = fast_two_sum(1.0, s_hi) if np.all(s_hi <= 1.0) else two_sum(1.0, s_hi)
-    o_lo = o_lo + s_lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inv = 1.0 / o_hi
-        return inv - inv * (o_lo * inv)  # 1/(h + l) = (1/h)(1 - l/h) + O((l/h)^2)

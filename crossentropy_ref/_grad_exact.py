@@ -34,6 +34,7 @@ from __future__ import annotations
 import decimal
 import math
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,11 +59,13 @@ _ZERO_DIGITS = 80
 BLOCK_ELEMENTS = 1 << 14
 
 
-class Mass:
+class Mass(NamedTuple):
     """The target mass of a block as double-doubles: b (bn, C, bs) and a = sum_c b_c (bn, 1, bs)."""
 
-    def __init__(self, bh, bl, ah, al):
-        self.bh, self.bl, self.ah, self.al = bh, bl, ah, al
+    bh: np.ndarray
+    bl: np.ndarray
+    ah: np.ndarray
+    al: np.ndarray
 
 
 def index_mass(shape, yc, w_y, w, w_total: tuple[float, float], eps: float) -> Mass:
@@ -156,13 +159,7 @@ def grad_block(z: np.ndarray, m: np.ndarray, k: np.ndarray, mass: Mass, denom: f
     hard = np.any(hard, axis=1, keepdims=True) & fin
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.max(scale / g_abs, axis=1, keepdims=True) if hard.any() else None
-    if denom is None:
-        np.add(gh, gl, out=g)
-    else:
-        # (gh + gl) / denom rounded once: the remainder of gh / denom is exact (two_prod).
-        qh = gh / denom
-        p, pe = dd.two_prod(qh, np.float64(denom))
-        np.add(qh, ((gh - p) - pe + gl) / denom, out=g)
+    np.copyto(g, dd.round_div(gh, gl, 1.0 if denom is None else denom))
     return hard, kappa
 
 

@@ -134,15 +134,9 @@ def _weighted_gaps(v, sigma: np.ndarray, err: np.ndarray, x0: np.ndarray) -> np.
     x0) and the low parts, with the shift errors err_c, are summed beside it.
     """
     with np.errstate(invalid="ignore"):
-        # TwoSum(x0, -sigma) written out into scratch buffers, so that it makes no
-        # temporaries the size of the block (segmentation with smoothing: the peak fell
-        # from 14.9 % to 4.0 % of the logits, at the same speed).
-        d_hi = np.subtract(x0, sigma, out=scratch(sigma.shape, 2))  # s
-        d_lo = np.subtract(d_hi, x0, out=scratch(sigma.shape, 3))  # b' = s - x0
-        t = np.subtract(d_hi, d_lo, out=scratch(sigma.shape, 4))  # a' = s - b'
-        np.subtract(x0, t, out=t)  # x0 - a'
-        np.add(sigma, d_lo, out=d_lo)  # -(-sigma - b')
-        np.subtract(t, d_lo, out=d_lo)  # the error: (x0 - a') + (-sigma - b')
+        # Into scratch buffers, so that it makes no temporaries the size of the block
+        # (segmentation with smoothing: the peak fell from 14.9 % to 4.0 % of the logits).
+        d_hi, d_lo = ex.two_diff(x0, sigma, *(scratch(sigma.shape, i) for i in (2, 3, 4)))
         d_lo -= err
         inf = ~np.isfinite(d_hi)
         if inf.any():
@@ -193,7 +187,8 @@ def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
         # d_y = m - z_y is gathered directly (no full-size array) and kept exactly as a pair.
         d_hi, d_lo = ex.two_sum(m2, -_gather_target(pb.z, rows, cols, yc))
         d_lo = np.where(np.isfinite(d_hi), d_lo, 0.0)  # a -inf target logit: d_y = inf, no low part
-        x_hi, x_lo = ex.dd_add(d_hi, d_lo, l_hi, l_lo)  # -log q_y = d_y + log1p(s), rounded once below
+        # -log q_y = d_y + log1p(s), rounded once below; d_y is inf for a -inf target logit.
+        x_hi, x_lo = dd.add(d_hi, d_lo, l_hi, l_lo, nonfinite=True)
         loss = w_y * x_hi + w_y * x_lo
         if pb.eps:
             # Smoothing term eps/C * sum_c w_c (-log q_c) = eps/C * (sum_c w_c d_c + W log1p(s)), all terms >= 0.
@@ -216,13 +211,12 @@ def _grad_block_soft(pb: _Inputs, rows, cols, out: np.ndarray) -> bool:
     """The gradient of soft targets or label smoothing in double-double (see _grad_exact).
 
     Returns False, having written nothing, where that tier does not apply
-    (a zero 'mean' denominator, or masses beyond _grad_exact.DD_MAX); the
-    float64 path then computes the block.
+    (masses beyond _grad_exact.DD_MAX); the float64 path then computes the
+    block. A zero 'mean' denominator is handled before, by _grad_block.
     """
     zb = pb.z[rows, :, cols]
     g = out[rows, :, cols]
-    if pb.reduction == "mean" and pb.denom == 0:
-        return False
+    den = pb.denom if pb.reduction == "mean" else None
     k = np.argmax(zb, axis=1, keepdims=True)
     m = np.take_along_axis(zb, k, axis=1)
     if pb.probabilities:
@@ -234,7 +228,7 @@ def _grad_block_soft(pb: _Inputs, rows, cols, out: np.ndarray) -> bool:
         mass = ge.index_mass(zb.shape, yc, w_y, pb.w, (pb.w_total, pb.w_total_lo), pb.eps)
     if not ge.usable(mass):
         return False
-    hard, kappa = ge.grad_block(zb, m, k, mass, pb.denom if pb.reduction == "mean" else None, g)
+    hard, kappa = ge.grad_block(zb, m, k, mass, den, g)
     if valid is not None:
         hard &= valid
     for i, j in np.argwhere(hard[:, 0, :]):
@@ -244,18 +238,13 @@ def _grad_block_soft(pb: _Inputs, rows, cols, out: np.ndarray) -> bool:
             None if yc is None else int(yc[i, 0, j]),
             pb.w,
             pb.eps,
-            pb.denom if pb.reduction == "mean" else None,
+            den,
             float(kappa[i, 0, j]),
         )
     _nan_where_nonfinite(g, m)
     if valid is not None:
         np.copyto(g, 0.0, where=~valid)
     return True
-
-
-def _round_div(hi, lo, den: float):
-    """(hi + lo) / den rounded once to float64 (no division when den = 1)."""
-    return hi + lo if den == 1.0 else np.add(*dd.div_float(hi, lo, den))
 
 
 def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
@@ -298,7 +287,7 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
     rh, rl = dd.recip_one_plus(s_hi, s_lo)  # q_k = 1 / (1 + s)
     fh, fl = dd.mul_float(*dd.add(rh, rl, rh * gx, 0.0), a)
     # One rounding for F / den, the factor of every entry; then two more per entry.
-    f = _round_div(fh, fl, den)
+    f = dd.round_div(fh, fl, den)
     err *= e
     e += err  # exp(sigma_c)(1 + err_c): the shift's rounding error restored
     e *= f
@@ -310,13 +299,13 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
             g -= (eh * w + el * w) / den
         # The target's entry a q_y - b_y in double-double, rounded once (it may cancel by a factor 3).
         ph, pl = dd.mul(e_y, e_y * err_y, fh, fl)
-        g_y = _round_div(*dd.add(ph, pl, -b_y, 0.0), den)
+        g_y = dd.round_div(*dd.add(ph, pl, -b_y, 0.0), den)
         np.put_along_axis(g, yc, g_y, axis=1)
     # Entry k: a q_k - b_k. When q_k > 1/2 it is computed as (a - b_k) - a (1 - q_k), with
     # no cancellation as q_k -> 1; below 1/2, directly (then a - b_k and a (1 - q_k) could cancel).
     near = dd.add(rest, 0.0, *dd.mul_float(*dd.mul(s_hi, s_lo, rh, rl), -a))
     far = dd.add(*dd.mul_float(rh, rl, a), -b_k, 0.0)  # a q_k - b_k, q_k = 1 / (1 + s)
-    g_k = _round_div(np.where(rh > 0.5, near[0], far[0]), np.where(rh > 0.5, near[1], far[1]), den)
+    g_k = dd.round_div(np.where(rh > 0.5, near[0], far[0]), np.where(rh > 0.5, near[1], far[1]), den)
     np.put_along_axis(g, k, g_k, axis=1)
     _nan_where_nonfinite(g, m)
     if not pb.probabilities:
