@@ -151,6 +151,9 @@ def _ln2(prec: int = 60):
     return decimal.Context(prec=prec).ln(2)
 
 
+_LN2 = Fraction(_ln2())  # exact value of the 60-digit decimal
+
+
 def _ln2_parts() -> tuple[float, ...]:
     """L = ln 2 / 2**TABLE_BITS as L1 + L2 + L3 + L4: the first three of 28 bits each.
 
@@ -158,7 +161,7 @@ def _ln2_parts() -> tuple[float, ...]:
     n * L3 are exact products (28 + 25 bits); n * L4 is below 2**-85 and its
     rounding below 2**-137. ln 2 is taken to 60 digits.
     """
-    rest = Fraction(_ln2()) / _N_TABLE
+    rest = _LN2 / _N_TABLE
     parts = []
     for _ in range(3):
         e = math.frexp(float(rest))[1]
@@ -171,7 +174,7 @@ def _ln2_parts() -> tuple[float, ...]:
 
 
 _L1, _L2, _L3, _L4 = _ln2_parts()
-_INV_L = float(_N_TABLE / Fraction(_ln2()))
+_INV_L = float(_N_TABLE / _LN2)
 
 
 @functools.cache

@@ -33,6 +33,7 @@ summation part I", SIAM J. Sci. Comput. 31 (2008) (the extraction in
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -86,6 +87,15 @@ def dd_scalar(x: Fraction) -> tuple[float, float]:
     """A rational as ``hi + lo``: hi the nearest float64, lo the nearest float64 to the rest."""
     hi = float(x)
     return hi, float(x - Fraction(hi))
+
+
+@functools.lru_cache(maxsize=64)
+def smoothing_pairs(eps: float, c: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``1 - eps`` and ``eps / C`` as (hi, lo) pairs (`dd_scalar`), so that neither is rounded.
+
+    Cached: every block of a call asks for the same two pairs.
+    """
+    return dd_scalar(1 - Fraction(eps)), dd_scalar(Fraction(eps) / c)
 
 
 def dd_mul_scalar(xh, xl, ch: float, cl: float):

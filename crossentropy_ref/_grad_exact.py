@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import decimal
 import math
-from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _dd as dd
-from ._exact import dd_scalar, two_sum
+from ._exact import smoothing_pairs, two_sum
 
 # The double-double tier's error bound, relative to a q_c + b_c (see the module docstring).
 DD_BOUND = 2.0**-97
@@ -71,8 +70,7 @@ class Mass(NamedTuple):
 def index_mass(shape, yc, w_y, w, w_total: tuple[float, float], eps: float) -> Mass:
     """b_c = w_c eps / C + [c = y] (1 - eps) w_y for index targets (w_y = 0 where ignored)."""
     c = shape[1]
-    eh, el = dd_scalar(Fraction(eps) / c)
-    oh, ol = dd_scalar(1 - Fraction(eps))
+    (oh, ol), (eh, el) = smoothing_pairs(eps, c)
     if w is None:
         bh = np.full(shape, eh)
         bl = np.full(shape, el)
@@ -92,9 +90,9 @@ def prob_mass(p, w, eps: float) -> Mass:
     """b_c = w_c ((1 - eps) p_c + eps / C) for probability targets p (bn, C, bs)."""
     c = p.shape[1]
     if eps:
-        oh, ol = dd_scalar(1 - Fraction(eps))
+        (oh, ol), smooth = smoothing_pairs(eps, c)
         bh, bl = dd.mul_float(oh, ol, p)
-        bh, bl = dd.add(bh, bl, *dd_scalar(Fraction(eps) / c))
+        bh, bl = dd.add(bh, bl, *smooth)
     else:
         bh, bl = p.astype(np.float64, copy=True), np.zeros(p.shape)
     if w is not None:

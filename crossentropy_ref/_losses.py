@@ -21,7 +21,6 @@ classes.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -173,8 +172,7 @@ def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
             gaps_w = _weighted_gaps(pb.w, sigma, err, x0)
     s_hi, s_lo, _ = ex.exp_and_sum(sigma, err, 1, x0, k=k, ties=ties, overwrite_sum=True)
     l_hi, l_lo = ex.log1p_dd(s_hi[:, 0, :], s_lo[:, 0, :])
-    one_m_eps = ex.dd_scalar(1 - Fraction(pb.eps))  # 1 - eps and eps / C without their rounding
-    eps_c = ex.dd_scalar(Fraction(pb.eps) / pb.c)
+    one_m_eps, eps_c = ex.smoothing_pairs(pb.eps, pb.c)  # 1 - eps and eps / C without their rounding
     with np.errstate(invalid="ignore", over="ignore"):
         if pb.probabilities:
             # (1 - eps) (sum_c w_c p_c d_c + a log1p(s)) + eps/C (sum_c w_c d_c + W log1p(s)), all >= 0.
@@ -275,8 +273,7 @@ def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
     else:
         valid, yc, w_y = (x[:, None, :] for x in _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w))
         # 1 - eps and eps / C as unevaluated pairs, so that a and b are rounded about once.
-        oh, ol = ex.dd_scalar(1 - Fraction(pb.eps))
-        eh, el = ex.dd_scalar(Fraction(pb.eps) / pb.c)
+        (oh, ol), (eh, el) = ex.smoothing_pairs(pb.eps, pb.c)
         b_y = oh * w_y + ol * w_y
         a = (oh * w_y + eh * pb.w_total) + (ol * w_y + el * pb.w_total)
         w_k = 1.0 if pb.w is None else pb.w[k]
