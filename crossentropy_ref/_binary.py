@@ -5,30 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _exact as ex
 from . import _validation as v
-
-
-def _softplus(x: np.ndarray) -> np.ndarray:
-    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): the exponent is <= 0, so it never overflows,
-    # and for very negative x the result is e^x to full relative precision.
-    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
-
-
-def _reduce(loss: np.ndarray, reduction: str):
-    if reduction == "none":
-        return loss[()] if loss.ndim == 0 else loss
-    # accurate_sum: exact before its final rounding, so the reduction adds about one rounding.
-    if reduction == "sum":
-        return np.float64(ex.accurate_sum(loss))
-    with np.errstate(invalid="ignore"):  # mean of an empty array is NaN, as in torch
-        return np.float64(ex.accurate_sum(loss)) / np.float64(loss.size)
-
-
-def _one_minus(t: np.ndarray):
-    """1 - t for t in [0, 1] as hi + lo, exactly (Fast2Sum: |1| >= |t|)."""
-    with np.errstate(invalid="ignore"):
-        return ex.fast_two_sum(1.0, -t)
+from ._engine import _binary as eb
 
 
 def _binary_inputs(x, target, weight, reduction, x_name):
@@ -120,14 +98,9 @@ def binary_cross_entropy(
     """
     x, t, w, red = _binary_inputs(probs, target, weight, reduction, "probs")
     v.check_unit_interval(x, "probs")
-    with np.errstate(divide="ignore"):  # log(0) = -inf is clamped to -100 just below
-        log_x = np.maximum(np.log(x), -100.0)
-        log_1mx = np.maximum(np.log1p(-x), -100.0)
-    u_hi, u_lo = _one_minus(t)  # 1 - t without its rounding, for soft targets below 1/2
-    loss = -(t * log_x + (u_hi * log_1mx + u_lo * log_1mx))
-    if w is not None:
-        loss = loss * w
-    return _reduce(loss, red)
+    with np.errstate(invalid="ignore"):  # NaN probabilities propagate
+        hi, lo, e, bound = eb.bce_probs(x, t, w)
+    return eb.reduce(hi, lo, e, bound, red)
 
 
 @v.torch_signature_guard
@@ -213,7 +186,7 @@ def binary_cross_entropy_with_logits(
     >>> from crossentropy_ref import binary_cross_entropy_with_logits
     >>> bce = binary_cross_entropy_with_logits
     >>> print(float(bce([2.0, -1.0], [1.0, 0.0])))
-    0.2200948492805977
+    0.22009484928059767
     >>> print(float(bce([-40.0], [0.0])))
     4.248354255291589e-18
     >>> x, t = [[0.0, 0.0]], [[1.0, 1.0]]
@@ -221,15 +194,15 @@ def binary_cross_entropy_with_logits(
     1.3862943611198906
     """
     x, t, w, red = _binary_inputs(logits, target, weight, reduction, "logits")
-    with np.errstate(invalid="ignore"):
-        pos = _softplus(-x)  # -log sigmoid(x)
-        neg = _softplus(x)  # -log(1 - sigmoid(x))
-        if pos_weight is not None:
-            pw = v.as_real_array(pos_weight, "pos_weight")
-            v.check_broadcastable(pw, x.shape, "pos_weight", "logits")
-            pos = pos * pw
-        u_hi, u_lo = _one_minus(t)  # 1 - t without its rounding, for soft targets below 1/2
-        loss = t * pos + (u_hi * neg + u_lo * neg)
-        if w is not None:
-            loss = loss * w
-    return _reduce(loss, red)
+    pw = None
+    if pos_weight is not None:
+        pw = v.as_real_array(pos_weight, "pos_weight")
+        v.check_broadcastable(pw, x.shape, "pos_weight", "logits")
+    hi, lo, e, bound = eb.bce_with_logits(x, t, w, pw)
+    shape = hi.shape
+    flat = [np.broadcast_to(a, shape).reshape(-1) for a in (x, t, 1.0 if w is None else w, 1.0 if pw is None else pw)]
+
+    def deep_one(i: int) -> float:
+        return eb._decimal_bce_with_logits(*(float(a[i]) for a in flat))
+
+    return eb.reduce(hi, lo, e, bound, red, deep_one)

@@ -21,16 +21,15 @@ classes.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _engine as engine
 from . import _validation as v
-from . import _dd as dd
-from . import _exact as ex
-from . import _grad_exact as ge
-from ._blocks import BLOCK_ELEMENTS, as_ncs, block_elements, iter_blocks, positions_shape, run_blocks, scratch
+from ._engine import _exactsum as xs
+from ._engine._blocks import as_ncs, positions_shape
+from ._engine._loss import Problem
 
 
 def _check_classes(z: np.ndarray, name: str = "logits") -> int:
@@ -43,39 +42,39 @@ def _check_classes(z: np.ndarray, name: str = "logits") -> int:
     return c
 
 
-class _Inputs(NamedTuple):
-    """Checked inputs of cross_entropy / cross_entropy_grad; arrays as (N, C, S) views."""
+def _scaled_weights(w: np.ndarray | None, c: int):
+    """The weights' scalings (see `_engine._loss`): per class frexp, and one power of two."""
+    if w is None:
+        return dict(wm=None, we=None, ws=None, w_exp=0, w_wide=False, w_total=(float(c), 0.0), w_abs=float(c))
+    wm, we = np.frexp(w)
+    finite = np.abs(w[np.isfinite(w)])
+    top = float(finite.max()) if finite.size else 0.0
+    w_exp = math.frexp(top)[1] if top > 0 else 0
+    ws = np.ldexp(w, -w_exp)
+    # fsum is exact before its one rounding; the rest of the sum, again by fsum, is exact to
+    # its own rounding: W = h + l within 2**-106 of |W| (no finite-weight overflow: |ws| < 1).
+    vals = ws.tolist()
+    try:
+        h = math.fsum(vals)
+        l = math.fsum([*vals, -h])
+        w_abs = math.fsum(abs(x) for x in vals) * (1 + 2.0**-50)
+    except (OverflowError, ValueError):  # inf or NaN weights: propagate as numpy does
+        h, l, w_abs = float(np.sum(ws)), 0.0, float(np.sum(np.abs(ws)))
+    wide = bool(np.any((ws != 0) & (np.abs(ws) < 2.0**-1022)))
+    return dict(wm=wm, we=we.astype(np.int64), ws=ws, w_exp=w_exp, w_wide=wide, w_total=(h, l), w_abs=w_abs)
 
-    z: np.ndarray  # logits, (N, C, S)
-    shape: tuple[int, ...]  # the logits' original shape
-    c: int
-    w: np.ndarray | None  # (C,)
-    w_total: float  # sum of the class weights (C without weights)
-    w_total_lo: float  # the rest of that sum: w_total + w_total_lo is exact to about 2**-106
-    eps: float
-    reduction: str
-    probabilities: bool
-    p: np.ndarray | None  # probability targets, (N, C, S)
-    y: np.ndarray | None  # class-index targets, (N, S)
-    ignore_index: int
-    denom: float  # the 'mean' denominator
 
-
-def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothing) -> _Inputs:
+def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothing) -> Problem:
+    """Parse and check every input once; the arrays come back as (N, C, S) views."""
     reduction = v.check_reduction(reduction)
     eps = v.check_label_smoothing(label_smoothing)
     ignore_index = v.check_int(ignore_index, "ignore_index")
     z = v.as_logits(logits)
     c = _check_classes(z)
     w = v.as_weight(weight, c)
-    w_total = float(c) if w is None else ex.accurate_sum(w)
-    # fsum of the weights and -w_total is exact before its one rounding.
-    w_total_lo = 0.0
-    if w is not None and eps and math.isfinite(w_total):
-        w_total_lo = math.fsum([*w.tolist(), -w_total])
     n, s = positions_shape(z.shape)
-    common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, w_total=w_total, w_total_lo=w_total_lo, eps=eps,
-                  reduction=reduction)
+    common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, **_scaled_weights(w, c), eps=eps, reduction=reduction,
+                  ignore_index=ignore_index)
     if v.target_is_probabilities(target, z.shape):
         if ignore_index >= 0:
             raise ValueError(
@@ -83,231 +82,21 @@ def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothi
                 f"got {ignore_index}"
             )
         p = as_ncs(v.as_prob_target(target, z.shape))
-        return _Inputs(**common, probabilities=True, p=p, y=None, ignore_index=ignore_index, denom=float(n * s))
+        return Problem(**common, probabilities=True, p=p, y=None)
     y = v.as_index_target(target, z.shape, ignore_index).reshape(n, s)
-    # The denominator is summed in chunks so that no weight array of the targets' size is made.
-    flat = y.reshape(-1)
-    denom = math.fsum(
-        ex.accurate_sum(_index_parts(flat[i : i + BLOCK_ELEMENTS], ignore_index, w)[2])
-        for i in range(0, flat.size, BLOCK_ELEMENTS)
-    )
-    return _Inputs(**common, probabilities=False, p=None, y=y, ignore_index=ignore_index, denom=denom)
+    return Problem(**common, probabilities=False, p=None, y=y)
 
 
-def _index_parts(y: np.ndarray, ignore_index: int, w: np.ndarray | None):
-    """(valid, yc, w_y) for index targets `y`: not ignored; the index with ignored entries
-    clamped to class 0 so that it can be gathered (masked out later); the target's weight, 0 where ignored."""
-    valid = y != ignore_index
-    yc = np.where(valid, y, 0)
-    w_y = valid.astype(np.float64) if w is None else np.where(valid, w[yc], 0.0)
-    return valid, yc, w_y
-
-
-def _mass(pb: _Inputs, rows, cols) -> np.ndarray:
-    """Target mass b (bn, C, bs) of a probability-target block: w * ((1 - eps) p + eps / C)."""
-    b = pb.p[rows, :, cols] * (1.0 - pb.eps)
-    if pb.eps:
-        b += pb.eps / pb.c
-    if pb.w is not None:
-        b *= pb.w[None, :, None]
-    return b
-
-
-def _gather_target(z: np.ndarray, rows: slice, cols: slice, yc: np.ndarray) -> np.ndarray:
-    """z[n, yc[n, s], s] for the positions of a block, shape (bn, bs)."""
-    n, c, s = z.shape
-    if not z.flags.c_contiguous:
-        return np.take_along_axis(z[rows, :, cols], yc[:, None, :], axis=1)[:, 0, :]
-    # A flat take on the contiguous logits is several times faster than take_along_axis,
-    # which builds broadcast index arrays for every axis.
-    base = np.arange(n)[rows, None] * (c * s) + np.arange(s)[None, cols]
-    return np.take(z.reshape(-1), base + yc * s)
-
-
-def _weighted_gaps(v, sigma: np.ndarray, err: np.ndarray, x0: np.ndarray) -> np.ndarray:
-    """sum_c v_c (m - z_c) per position (bn, bs), from m - z_c = (x0 - sigma_c) - err_c.
-
-    `v` is None (all ones), class weights (C,) or masses (bn, C, bs). Each
-    x0 - sigma_c >= 0 is split exactly by TwoSum, so the sum has only
-    non-negative main terms (no cancellation, even when the loss is 1e-30 of
-    x0) and the low parts, with the shift errors err_c, are summed beside it.
-    """
-    with np.errstate(invalid="ignore"):
-        # Into scratch buffers, so that it makes no temporaries the size of the block
-        # (segmentation with smoothing: the peak fell from 14.9 % to 4.0 % of the logits).
-        d_hi, d_lo = ex.two_diff(x0, sigma, *(scratch(sigma.shape, i) for i in (2, 3, 4)))
-        d_lo -= err
-        inf = ~np.isfinite(d_hi)
-        if inf.any():
-            # A -inf logit: d = inf, no low part; and 0 * log 0 = 0: a class with no
-            # target mass and a -inf logit contributes nothing.
-            d_lo[inf] = 0.0
-            if v is not None:
-                vb = np.broadcast_to(v[None, :, None] if v.ndim == 1 else v, sigma.shape)
-                d_hi[inf & (vb == 0)] = 0.0
-    if v is not None:
-        # Products first, then a pairwise sum: einsum's dot accumulates along the row, whose
-        # error grows with C (several ulp at C = 10**4).
-        vb = v[None, :, None] if v.ndim == 1 else v
-        d_hi *= vb
-        d_lo *= vb
-    return (ex.class_sum(d_hi, 1, overwrite=True) + ex.class_sum(d_lo, 1, overwrite=True))[:, 0, :]
-
-
-def _loss_block(pb: _Inputs, rows, cols) -> np.ndarray:
-    zb = pb.z[rows, :, cols]
-    middle = zb.shape[2] > 1  # class axis in the middle: skip argmax, which would copy the block
-    # z - m = sigma + err - x0 exactly: the shift's rounding error is kept (see _exact.shift).
-    m, k, x0, sigma, err = ex.shift(zb, 1, locate=not middle, out=scratch(zb.shape), err_out=scratch(zb.shape, 1))
-    ties = (zb == m) if middle else None
-    m2 = m[:, 0, :]
-    smooth = pb.eps / pb.c
-    if pb.probabilities or pb.eps:
-        ex.clean_errors(err)  # inf logits: NaN errors to 0 (their terms are 0 or the slice is NaN)
-        # Both need sum_c v_c d_c, taken from sigma before it is exponentiated.
-        if pb.probabilities:
-            wp = pb.p[rows, :, cols] if pb.w is None else pb.p[rows, :, cols] * pb.w[None, :, None]
-            gaps_p, mass_p = _weighted_gaps(wp, sigma, err, x0), ex.class_sum(wp, 1)[:, 0, :]
-        if pb.eps:
-            gaps_w = _weighted_gaps(pb.w, sigma, err, x0)
-    s_hi, s_lo, _ = ex.exp_and_sum(sigma, err, 1, x0, k=k, ties=ties, overwrite_sum=True)
-    l_hi, l_lo = ex.log1p_dd(s_hi[:, 0, :], s_lo[:, 0, :])
-    one_m_eps, eps_c = ex.smoothing_pairs(pb.eps, pb.c)  # 1 - eps and eps / C without their rounding
-    with np.errstate(invalid="ignore", over="ignore"):
-        if pb.probabilities:
-            # (1 - eps) (sum_c w_c p_c d_c + a log1p(s)) + eps/C (sum_c w_c d_c + W log1p(s)), all >= 0.
-            inner = gaps_p + (mass_p * l_hi + mass_p * l_lo)
-            loss = inner if not pb.eps else ex.dd_mul_scalar(inner, 0.0, *one_m_eps)
-            if pb.eps:
-                loss = loss + ex.dd_mul_scalar(gaps_w + (pb.w_total * l_hi + pb.w_total * l_lo), 0.0, *eps_c)
-            return _nan_where_nonfinite(loss, m2)
-        valid, yc, w_y = _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w)
-        # d_y = m - z_y is gathered directly (no full-size array) and kept exactly as a pair.
-        d_hi, d_lo = ex.two_sum(m2, -_gather_target(pb.z, rows, cols, yc))
-        d_lo = np.where(np.isfinite(d_hi), d_lo, 0.0)  # a -inf target logit: d_y = inf, no low part
-        # -log q_y = d_y + log1p(s), rounded once below; d_y is inf for a -inf target logit.
-        x_hi, x_lo = dd.add(d_hi, d_lo, l_hi, l_lo, nonfinite=True)
-        loss = w_y * x_hi + w_y * x_lo
-        if pb.eps:
-            # Smoothing term eps/C * sum_c w_c (-log q_c) = eps/C * (sum_c w_c d_c + W log1p(s)), all terms >= 0.
-            loss = ex.dd_mul_scalar(w_y * x_hi, w_y * x_lo, *one_m_eps)
-            loss += ex.dd_mul_scalar(gaps_w + (pb.w_total * l_hi + pb.w_total * l_lo), 0.0, *eps_c)
-    return np.where(valid, _nan_where_nonfinite(loss, m2), 0.0)
-
-
-def _nan_where_nonfinite(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """NaN wherever the slice maximum `m` (broadcast against `x`) is not finite.
-
-    A slice holding +inf or NaN, or only -inf, has no finite shift; torch's
-    ``z - max`` is NaN there and so is everything computed from it.
-    """
-    np.copyto(x, np.nan, where=~np.isfinite(m))
-    return x
-
-
-def _grad_block_soft(pb: _Inputs, rows, cols, out: np.ndarray) -> bool:
-    """The gradient of soft targets or label smoothing in double-double (see _grad_exact).
-
-    Returns False, having written nothing, where that tier does not apply
-    (masses beyond _grad_exact.DD_MAX); the float64 path then computes the
-    block. A zero 'mean' denominator is handled before, by _grad_block.
-    """
-    zb = pb.z[rows, :, cols]
-    g = out[rows, :, cols]
-    den = pb.denom if pb.reduction == "mean" else None
-    k = np.argmax(zb, axis=1, keepdims=True)
-    m = np.take_along_axis(zb, k, axis=1)
+def _denominator(pb: Problem) -> xs.ExactTotal:
+    """The 'mean' denominator, exactly: the number of positions (probabilities), or the sum of
+    the target classes' weights over the positions that are not ignored."""
     if pb.probabilities:
-        valid = yc = None
-        pblock = pb.p[rows, :, cols]
-        mass = ge.prob_mass(pblock, pb.w, pb.eps)
-    else:
-        valid, yc, w_y = (x[:, None, :] for x in _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w))
-        mass = ge.index_mass(zb.shape, yc, w_y, pb.w, (pb.w_total, pb.w_total_lo), pb.eps)
-    if not ge.usable(mass):
-        return False
-    hard, kappa = ge.grad_block(zb, m, k, mass, den, g)
-    if valid is not None:
-        hard &= valid
-    for i, j in np.argwhere(hard[:, 0, :]):
-        g[i, :, j] = ge.grad_position_decimal(
-            zb[i, :, j],
-            pblock[i, :, j] if pb.probabilities else None,
-            None if yc is None else int(yc[i, 0, j]),
-            pb.w,
-            pb.eps,
-            den,
-            float(kappa[i, 0, j]),
-        )
-    _nan_where_nonfinite(g, m)
-    if valid is not None:
-        np.copyto(g, 0.0, where=~valid)
-    return True
-
-
-def _grad_block(pb: _Inputs, rows, cols, out: np.ndarray) -> None:
-    if pb.reduction == "mean" and pb.denom == 0:
-        # As torch: a zero denominator makes every entry NaN but the ignored ones.
-        g = out[rows, :, cols]
-        g.fill(np.nan)
-        if not pb.probabilities:
-            np.copyto(g, 0.0, where=pb.y[rows, None, cols] == pb.ignore_index)
-        return
-    if (pb.probabilities or pb.eps) and _grad_block_soft(pb, rows, cols, out):
-        return
-    # Index targets without smoothing (and, as a fallback, masses too large for _grad_exact):
-    # b is 0 but at the target, so no entry cancels by more than a factor 3 and float64
-    # suffices, with the per-position factors and the two special entries in double-double.
-    zb = pb.z[rows, :, cols]
-    g = out[rows, :, cols]  # a view: the gradient is built in place in the output
-    den = pb.denom if pb.reduction == "mean" else 1.0
-    # z - m = sigma + err - x0 exactly (see _exact.shift); sigma is exponentiated in place.
-    m, k, x0, e, err = ex.shift(zb, 1, out=g, err_out=scratch(zb.shape, 1))
-    s_hi, s_lo, gx = ex.exp_and_sum(e, err, 1, x0, k=k)
-    if pb.probabilities:
-        b = _mass(pb, rows, cols)
-        b_k = np.take_along_axis(b, k, axis=1)
-        np.put_along_axis(b, k, 0.0, axis=1)
-        rest = ex.class_sum(b, 1)  # sum of b over classes other than k
-        a = rest + b_k
-    else:
-        valid, yc, w_y = (x[:, None, :] for x in _index_parts(pb.y[rows, cols], pb.ignore_index, pb.w))
-        # 1 - eps and eps / C as unevaluated pairs, so that a and b are rounded about once.
-        (oh, ol), (eh, el) = ex.smoothing_pairs(pb.eps, pb.c)
-        b_y = oh * w_y + ol * w_y
-        a = (oh * w_y + eh * pb.w_total) + (ol * w_y + el * pb.w_total)
-        w_k = 1.0 if pb.w is None else pb.w[k]
-        b_k = b_y * (yc == k) + (eh * w_k + el * w_k)
-        rest = b_y * (yc != k) + (eh * (pb.w_total - w_k) + el * (pb.w_total - w_k))
-        e_y, err_y = np.take_along_axis(e, yc, axis=1), np.take_along_axis(err, yc, axis=1)
-    # F = a (1 + gx) / (1 + s) in double-double: a q_c = e_c (1 + err_c) F, with e_c = exp(sigma_c).
-    rh, rl = dd.recip_one_plus(s_hi, s_lo)  # q_k = 1 / (1 + s)
-    fh, fl = dd.mul_float(*dd.add(rh, rl, rh * gx, 0.0), a)
-    # One rounding for F / den, the factor of every entry; then two more per entry.
-    f = dd.round_div(fh, fl, den)
-    err *= e
-    e += err  # exp(sigma_c)(1 + err_c): the shift's rounding error restored
-    e *= f
-    if pb.probabilities:
-        g -= b / den
-    else:
-        if pb.eps:
-            w = 1.0 if pb.w is None else pb.w[None, :, None]
-            g -= (eh * w + el * w) / den
-        # The target's entry a q_y - b_y in double-double, rounded once (it may cancel by a factor 3).
-        ph, pl = dd.mul(e_y, e_y * err_y, fh, fl)
-        g_y = dd.round_div(*dd.add(ph, pl, -b_y, 0.0), den)
-        np.put_along_axis(g, yc, g_y, axis=1)
-    # Entry k: a q_k - b_k. When q_k > 1/2 it is computed as (a - b_k) - a (1 - q_k), with
-    # no cancellation as q_k -> 1; below 1/2, directly (then a - b_k and a (1 - q_k) could cancel).
-    near = dd.add(rest, 0.0, *dd.mul_float(*dd.mul(s_hi, s_lo, rh, rl), -a))
-    far = dd.add(*dd.mul_float(rh, rl, a), -b_k, 0.0)  # a q_k - b_k, q_k = 1 / (1 + s)
-    g_k = dd.round_div(np.where(rh > 0.5, near[0], far[0]), np.where(rh > 0.5, near[1], far[1]), den)
-    np.put_along_axis(g, k, g_k, axis=1)
-    _nan_where_nonfinite(g, m)
-    if not pb.probabilities:
-        # copyto, not a product: the gradient at an ignored position is exactly 0, whatever else is NaN.
-        np.copyto(g, 0.0, where=~valid)
+        return xs.exact_total(np.array([float(pb.z.shape[0] * pb.z.shape[2])]))
+    valid = pb.y != pb.ignore_index
+    if pb.w is None:
+        return xs.exact_total(np.array([float(np.count_nonzero(valid))]))
+    yc = np.where(valid, pb.y, 0)
+    return xs.exact_total(np.where(valid, np.take(pb.wm, yc), 0.0), np.take(pb.we, yc))
 
 
 @v.torch_signature_guard
@@ -446,13 +235,13 @@ def cross_entropy(
     ...           [3.133, -3.05, 1.02],
     ...           [0.12, 0.432518, 0.470]]
     >>> print(float(cross_entropy(logits, [0, 0, 2])))
-    0.36594851568931036
+    0.3659485156893104
 
     One-hot probabilities give the same loss as the indices:
 
     >>> onehot = [[1, 0, 0], [1, 0, 0], [0, 0, 1]]
     >>> print(float(cross_entropy(logits, onehot)))
-    0.36594851568931036
+    0.3659485156893104
 
     Per-sample losses, class weights and ignored targets:
 
@@ -475,38 +264,36 @@ def cross_entropy(
     4.248354255291589e-18
     """
     pb = _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothing)
-    n, _, s = pb.z.shape
-    # 'none' fills one loss per position; 'mean' and 'sum' keep only one partial sum per block.
-    loss = np.empty((n, s)) if pb.reduction == "none" else None
-    partial = {}
-
-    def fill(rows, cols):
-        # errstate is thread-local: set it in the worker. inf - inf in a row holding
-        # +inf is NaN, as in torch; NaN logits propagate.
-        with np.errstate(invalid="ignore"):
-            block = _loss_block(pb, rows, cols)
-        if loss is None:
-            partial[rows.start, cols.start] = ex.accurate_sum(block)
-        else:
-            loss[rows, cols] = block
-
-    # Larger blocks for index targets without smoothing on large inputs (see
-    # _blocks.block_elements). Probabilities and smoothing make more temporaries per
-    # block and ran slower with larger ones (segmentation with smoothing: 0.157 s and
-    # 15 % of the logits at 2**16 elements, 0.228 s and 30 % at 2**17).
-    size = BLOCK_ELEMENTS if pb.probabilities or pb.eps else block_elements(pb.z.size)
-    run_blocks(fill, iter_blocks(n, pb.c, s, elements=size))
-    if loss is not None:
-        out = loss.reshape(v.index_target_shape(pb.shape))
+    den = _denominator(pb) if pb.reduction == "mean" else None
+    if den is not None and _is_zero(den):
+        return np.float64(np.nan)  # empty batch, all ignored, or zero target weights: NaN, as in torch
+    out = engine.loss(pb, den, engine.loss_deep)
+    if pb.reduction == "none":
+        out = out.reshape(v.index_target_shape(pb.shape))
         return out[()] if out.ndim == 0 else out
-    # fsum makes the total exact over the blocks, and independent of their order.
-    total = np.float64(math.fsum(partial.values()))
-    if pb.reduction == "sum":
-        return total
-    if pb.denom == 0:  # empty batch, all ignored, or zero target weights: NaN, as in torch
-        return np.float64(np.nan)
-    with np.errstate(over="ignore"):  # a subnormal denominator may overflow to inf, as in torch
-        return total / np.float64(pb.denom)
+    return out
+
+
+def _is_zero(t: xs.ExactTotal) -> bool:
+    return t.mant == 0 and not (t.nan or t.pos_inf or t.neg_inf)
+
+
+def _pair_with_exponent(t: xs.ExactTotal) -> tuple[float, float, int]:
+    """A finite nonzero exact total as ``(h + l) 2**e`` with h + l within 2**-106 of it and |h| in [1/2, 1]."""
+    e = t.mant.bit_length() + t.scale
+    scaled = xs.ExactTotal(t.mant, t.scale - e)
+    h = xs.to_float(scaled)
+    l = xs.to_float(xs.merge(scaled, xs.exact_total(np.array([-h]))))
+    return h, l, e
+
+
+def _inverse(t: xs.ExactTotal) -> tuple[float, float, int]:
+    """1 / t as ``(h + l) 2**e`` (a double-double Newton step from 1 / h), for a finite nonzero t."""
+    h, l, e = _pair_with_exponent(t)
+    q = 1.0 / h
+    p, pe = engine.two_prod(h, q)
+    d = ((1.0 - p) - pe) - l * q  # 1 - (h + l) q, exactly up to l q's rounding
+    return q, q * d, -e
 
 
 @v.torch_signature_guard
@@ -605,20 +392,30 @@ def cross_entropy_grad(
     >>> np.set_printoptions(precision=8)
     """
     pb = _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothing)
-    out = np.empty(pb.shape)
-    out3 = as_ncs(out)
+    inv_d, den_eff = (1.0, 0.0, 0), None
+    if pb.reduction == "mean":
+        den = _denominator(pb)
+        if _is_zero(den) or den.nan or den.pos_inf or den.neg_inf:
+            # As torch: a zero (or non-finite) denominator makes every entry NaN but the ignored ones.
+            out = np.full(pb.shape, np.nan)
+            if not pb.probabilities:
+                np.copyto(as_ncs(out), 0.0, where=(pb.y == pb.ignore_index)[:, None, :])
+            return out
+        inv_d = _inverse(den)
+        # The soft path works in weights scaled by 2**-w_exp: it divides by D 2**-w_exp.
+        h, l, e = _pair_with_exponent(den)
+        den_eff = math.ldexp(h + l, e - pb.w_exp)
+    elif pb.w_exp:
+        den_eff = math.ldexp(1.0, -pb.w_exp)
+    denom = None
+    if pb.reduction == "mean":
+        h, l, e = _pair_with_exponent(den)
+        denom = math.ldexp(h + l, e)
 
-    def fill(rows, cols):
-        with np.errstate(invalid="ignore", over="ignore"):  # thread-local, see cross_entropy
-            _grad_block(pb, rows, cols, out3)
+    def deep(pb_, idx, g3):
+        engine.grad_deep(pb_, idx, g3, denom)
 
-    # The double-double tier of soft targets makes dozens of temporaries per block: smaller
-    # blocks bound their memory. It runs on one thread: its many short numpy calls keep
-    # taking the GIL, and a second thread made it no faster (measured on (256, 32000)).
-    soft = pb.probabilities or pb.eps
-    size = ge.BLOCK_ELEMENTS if soft else block_elements(pb.z.size)
-    run_blocks(fill, iter_blocks(*pb.z.shape, elements=size), parallel=not soft)
-    return out
+    return engine.grad(pb, inv_d, den_eff, deep)
 
 
 @v.torch_signature_guard
@@ -698,7 +495,7 @@ def nll_loss(
     ...           [3.133, -3.05, 1.02],
     ...           [0.12, 0.432518, 0.470]]
     >>> print(float(nll_loss(log_softmax(logits, axis=1), [0, 0, 2])))
-    0.36594851568931036
+    0.3659485156893104
     >>> print(float(nll_loss([[-0.5, -1.0]], [1], reduction="sum")))
     1.0
     """
@@ -709,17 +506,33 @@ def nll_loss(
     w = v.as_weight(weight, c)
     t = v.as_index_target(target, x.shape, ignore, logits_name="log_probs")
     n, s = positions_shape(x.shape)
-    x3 = as_ncs(x)
-    valid, yc, w_y = _index_parts(t.reshape(n, s), ignore, w)
-    picked = np.take_along_axis(x3, yc[:, None, :], axis=1)[:, 0, :]
-    # inf * 0 and inf - inf are NaN, as in torch, without a warning.
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        # where(), not a product, so that a NaN or inf at an ignored position does not leak in.
-        loss = np.where(valid, -w_y * picked, 0.0)
+    y = t.reshape(n, s)
+    valid = y != ignore
+    yc = np.where(valid, y, 0)
+    picked = np.take_along_axis(as_ncs(x), yc[:, None, :], axis=1)[:, 0, :]
+    # loss = -w_y x_y. For 'sum' and 'mean' the products are formed exactly, as
+    # (wm xm + e) 2**(we + xe) with wm, xm in [1/2, 1) (frexp): TwoProd cannot overflow or
+    # underflow there, and the long accumulator adds them without a rounding.
+    with np.errstate(invalid="ignore", over="ignore"):
         if red == "none":
-            out = loss.reshape(t.shape)
+            lw = -picked if w is None else -(np.take(w, yc) * picked)
+            lw = np.where(valid, lw, 0.0)  # where(), not a product: a NaN or inf at an ignored position stays out
+            out = lw.reshape(t.shape)
             return out[()] if out.ndim == 0 else out
-        # accurate_sum: exact before its final rounding (a pairwise sum of 10**6 terms is not).
-        if red == "sum":
-            return np.float64(ex.accurate_sum(loss))
-        return np.float64(ex.accurate_sum(loss)) / np.float64(ex.accurate_sum(w_y))
+        xm, xe = np.frexp(np.where(valid, -picked, 0.0))
+        if w is None:
+            wm, we = np.ones(yc.shape), np.zeros(yc.shape, dtype=np.int64)
+            den = xs.exact_total(np.array([float(np.count_nonzero(valid))]))
+        else:
+            wm_c, we_c = np.frexp(w)
+            wm, we = np.where(valid, np.take(wm_c, yc), 0.0), np.take(we_c, yc).astype(np.int64)
+            den = xs.exact_total(wm, we)
+        ph, pl = engine.two_prod(wm, xm)
+        pl = np.where(np.isfinite(ph), pl, 0.0)
+        ex = we + xe
+        total = xs.merge(xs.exact_total(ph, ex), xs.exact_total(pl, ex))
+    if red == "sum":
+        return np.float64(xs.to_float(total))
+    if _is_zero(den):
+        return np.float64(np.nan)
+    return np.float64(xs.ratio(total, den))

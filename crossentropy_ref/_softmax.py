@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _dd as dd
-from . import _exact as ex
+from . import _engine as engine
 from ._validation import as_float_dtype, as_real_array, check_bool, normalize_axes, normalize_axis
 
 
@@ -172,27 +171,10 @@ def _logsumexp_core(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
     z = as_real_array(x, "x", min_ndim=1)
     ax = normalize_axis(axis, z.ndim)
     _check_nonempty(z, ax, "x")
-    with np.errstate(invalid="ignore", over="ignore"):
-        # The shift's rounding errors are kept and s is carried as s_hi + s_lo (see _exact),
-        # so that m + log1p(s) is rounded about once.
-        m, k, x0, sigma, err = ex.shift(z, ax, finite_shift=True)
-        s_hi, s_lo, _ = ex.exp_and_sum(sigma, err, ax, x0, k=k, overwrite_sum=True)
-        # m + log1p(s) cancels when m < 0 and the result is near 0, which would magnify the
-        # rounding of log1p: one value per slice, so it is done in long double (64-bit
-        # significand on x86-64 Linux; on platforms where it is float64 the step is as before).
-        ld = np.longdouble
-        out = np.squeeze((m.astype(ld) + np.log1p(s_hi.astype(ld) + s_lo)).astype(np.float64), axis=ax)
-        # Near such a zero even the float64 exponentials' own roundings are magnified:
-        # slices whose result is below |m| / 4 are recomputed with long double terms.
-        ms = np.squeeze(m, axis=ax)
-        near = np.abs(out) < 0.25 * np.abs(ms)
-        if near.any():
-            rows = np.moveaxis(z, ax, -1)[near].astype(ld)
-            mr = ms[near].astype(ld)[:, None]
-            terms = np.exp(rows - mr)
-            np.put_along_axis(terms, np.argmax(rows, axis=1)[:, None], 0.0, axis=1)
-            out[near] = (mr[:, 0] + np.log1p(np.sum(terms, axis=1))).astype(np.float64)
-    return _scalar_or_array(out)
+    z3 = engine.view3(z, ax)
+    out = np.empty((z3.shape[0], 1, z3.shape[2]))
+    engine.run(z3, out, engine.logsumexp_block, engine.logsumexp_deep)
+    return _scalar_or_array(out.reshape(z.shape[:ax] + z.shape[ax + 1 :]))
 
 
 def log_softmax(x: ArrayLike, axis: int = -1, *, dtype: object = None) -> NDArray[np.float64]:
@@ -283,23 +265,15 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, dtype: object = None) -> NDArra
 
 
 def _log_softmax_core(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
+    return _per_class(engine.log_softmax_block, engine.log_softmax_deep, x, axis)
+
+
+def _per_class(block, deep, x: ArrayLike, axis: int) -> NDArray[np.float64]:
     z = as_real_array(x, "x", min_ndim=1)
     ax = normalize_axis(axis, z.ndim)
     _check_nonempty(z, ax, "x")
-    with np.errstate(invalid="ignore"):
-        # z - m = sigma + err - x0 exactly (see _exact.shift); sigma is kept in `out`.
-        m, k, x0, out, err = ex.shift(z, ax)
-        s_hi, s_lo, _ = ex.exp_and_sum(out.copy(), err, ax, x0, k=k, overwrite_sum=True)
-        l_hi, l_lo = ex.log1p_dd(s_hi, s_lo)
-        # r = log1p(s) + x0 as a pair; then out = (sigma - r_hi) + (err - r_lo): both
-        # terms are <= 0 up to x0 (|x0| <= 2**-21), and the result is rounded about once.
-        r_hi, r_lo = ex.two_sum(l_hi, x0)
-        r_lo = r_lo + l_lo
-        out -= r_hi
-        err -= r_lo
-        out += err
-    # A slice holding +inf or NaN, or only -inf, is NaN throughout, as in torch.
-    np.copyto(out, np.nan, where=~np.isfinite(m))
+    out = np.empty(z.shape)
+    engine.run(engine.view3(z, ax), engine.view3(out, ax), block, deep)
     return out
 
 
@@ -375,21 +349,4 @@ def softmax(x: ArrayLike, axis: int = -1, *, dtype: object = None) -> NDArray[np
 
 
 def _softmax_core(x: ArrayLike, axis: int = -1) -> NDArray[np.float64]:
-    z = as_real_array(x, "x", min_ndim=1)
-    ax = normalize_axis(axis, z.ndim)
-    _check_nonempty(z, ax, "x")
-    with np.errstate(invalid="ignore", over="ignore"):
-        m, k, x0, e, err = ex.shift(z, ax)
-        s_hi, s_lo, g = ex.exp_and_sum(e, err, ax, x0, k=k)
-        rh, rl = dd.recip_one_plus(s_hi, s_lo)  # 1 / (1 + s) as a double-double
-        inv = rh + rl
-        # exp(c - m) / (1 + s), the row's factor: (rh + rl)(1 + g), rounded once.
-        f = rh + (rl + rh * g)
-        # e_j (1 + err_j) f: the shift's exact rounding error restored to first order.
-        err *= e
-        e += err
-        e *= f
-        np.put_along_axis(e, k, inv, axis=ax)  # the maximum: exactly 1 / (1 + s)
-    # A slice holding +inf or NaN, or only -inf, is NaN throughout, as in torch.
-    np.copyto(e, np.nan, where=~np.isfinite(m))
-    return e
+    return _per_class(engine.softmax_block, engine.softmax_deep, x, axis)

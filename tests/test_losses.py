@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import crossentropy_ref as ce
-from crossentropy_ref._blocks import BLOCK_ELEMENTS
+from crossentropy_ref._engine._blocks import BLOCK_ELEMENTS
 
 SHAPES = {"C": (4,), "NC": (3, 4), "NCd1": (3, 4, 2), "NCd1d2": (2, 4, 2, 3)}
 WEIGHTS = ("no-weight", "weight-keyword", "weight-positional")

@@ -21,6 +21,7 @@ LOGITS = [[9.7785, 0.9195, 2.10], [3.133, -3.05, 1.02], [0.12, 0.432518, 0.470]]
 ONEHOT = [[1, 0, 0], [1, 0, 0], [0, 0, 1]]
 LABELS = [0, 0, 2]
 SEED_NUMPY = 0.36594851568931036  # printed by the seed post (numpy float64)
+REFERENCE = 0.3659485156893104  # the exact value correctly rounded (mpmath, 40 digits; see below)
 SEED_TORCH32 = 0.36594846844673157  # printed by the seed post (torch float32)
 
 
@@ -37,10 +38,14 @@ class TestSeedExample:
     def test_torch_float32_gives_the_seed_torch_number(self):
         assert F.cross_entropy(torch.tensor(LOGITS), torch.tensor(LABELS)).item() == SEED_TORCH32
 
-    def test_reference_and_torch_float64_agree_with_it(self):
-        # The stable reference gives the same float64 number; torch float64 agrees to 1e-15.
-        assert float(ce.cross_entropy(LOGITS, LABELS)) == SEED_NUMPY
-        assert float(ce.cross_entropy(LOGITS, ONEHOT)) == SEED_NUMPY
+    def test_reference_rounds_the_exact_value_where_the_seed_is_one_ulp_off(self):
+        # mpmath at 40 digits: the exact loss is 0.36594851568931039116..., whose nearest
+        # float64 is 0.3659485156893104; the seed's 0.36594851568931036 is the float64 one
+        # below it (0.55 ulp from the exact value). The reference rounds once; torch float64
+        # agrees with both to 1e-15.
+        assert float(ce.cross_entropy(LOGITS, LABELS)) == REFERENCE
+        assert float(ce.cross_entropy(LOGITS, ONEHOT)) == REFERENCE
+        assert np.nextafter(REFERENCE, 0.0) == SEED_NUMPY
         torch64 = F.cross_entropy(torch.tensor(LOGITS, dtype=torch.float64), torch.tensor(LABELS)).item()
         assert torch64 == pytest.approx(SEED_NUMPY, rel=1e-15)
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import crossentropy_ref as ce
 from crossentropy_ref import textbook
-from crossentropy_ref._blocks import BLOCK_ELEMENTS
+from crossentropy_ref._engine._blocks import BLOCK_ELEMENTS
 
 Z45 = np.zeros((4, 5))
 Y4 = np.zeros(4, dtype=np.int64)

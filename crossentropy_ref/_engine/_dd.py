@@ -28,25 +28,21 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._exact import fast_two_sum, two_sum
+from ._eft import fast_two_sum, split, two_prod, two_sum
 
-# Dekker's splitter 2**27 + 1: a * SPLITTER - (a * SPLITTER - a) keeps the high 26 bits of a.
-_SPLITTER = 134217729.0
-
-
-def split(a):
-    """``(hi, lo)`` with ``a = hi + lo`` exactly and each half at most 26 bits (|a| < 2**995)."""
-    t = _SPLITTER * a
-    hi = t - (t - a)
-    return hi, a - hi
+def from_fraction(x: Fraction) -> tuple[float, float]:
+    """A rational as ``hi + lo``: hi the nearest float64, lo the nearest float64 to the rest."""
+    hi = float(x)
+    return hi, float(x - Fraction(hi))
 
 
-def two_prod(a, b):
-    """``(p, e)`` with ``p = fl(a b)`` and ``a b = p + e`` exactly (no underflow, |a|, |b| < 2**995)."""
-    p = a * b
-    ah, al = split(a)
-    bh, bl = split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+@functools.lru_cache(maxsize=64)
+def smoothing_pairs(eps: float, c: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``1 - eps`` and ``eps / C`` as (hi, lo) pairs (`from_fraction`), so that neither is rounded.
+
+    Cached: every block of a call asks for the same two pairs.
+    """
+    return from_fraction(1 - Fraction(eps)), from_fraction(Fraction(eps) / c)
 
 
 def mul(ah, al, bh, bl):

@@ -38,7 +38,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _dd as dd
-from ._exact import smoothing_pairs, two_sum
+from ._dd import smoothing_pairs
+from ._eft import two_sum
 
 # The double-double tier's error bound, relative to a q_c + b_c (see the module docstring).
 DD_BOUND = 2.0**-97
