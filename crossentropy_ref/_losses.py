@@ -21,6 +21,7 @@ classes.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -409,8 +410,7 @@ def cross_entropy_grad(
         den_eff = math.ldexp(1.0, -pb.w_exp)
     denom = None
     if pb.reduction == "mean":
-        h, l, e = _pair_with_exponent(den)
-        denom = math.ldexp(h + l, e)
+        denom = Fraction(den.mant) * Fraction(2) ** den.scale  # the exact denominator
 
     def deep(pb_, idx, g3):
         engine.grad_deep(pb_, idx, g3, denom)

@@ -342,10 +342,15 @@ def mp_softplus(x):
 
 
 def mp_binary_cross_entropy_with_logits(x: float, t: float, w: float = 1.0, pw: float = 1.0):
-    """w [pw t softplus(-x) + (1 - t) softplus(x)], the definition of torch's loss."""
+    """w [pw t softplus(-x) + (1 - t) softplus(x)], the definition of torch's loss.
+
+    At x = +-inf one softplus is 0 and the other inf; a term whose coefficient is
+    exactly 0 (t = 0, t = 1 or a zero weight) is 0 there, the limit as x grows.
+    """
     with mpmath.workdps(MP_DPS):
         x, t, w, pw = (mpmath.mpf(float(v)) for v in (x, t, w, pw))
-        return w * (pw * t * mp_softplus(-x) + (1 - t) * mp_softplus(x))
+        terms = [(pw * t, mp_softplus(-x)), (1 - t, mp_softplus(x))]
+        return w * mpmath.fsum(c * v for c, v in terms if c != 0 and w != 0)
 
 
 def _split_exact(exact) -> tuple[np.ndarray, np.ndarray]:

@@ -197,6 +197,55 @@ def _families() -> dict[str, dict[str, MultiClassCase]]:
         zs[np.arange(80), y] = np.log(1 - eps + eps / c)
         cases[f"C={c}, smoothing 0.3, q_c ~ eps / C"] = MultiClassCase(zs, y, None, eps)
     fam["targets near the prediction"] = cases
+
+    # Issue 16's families. Log-probabilities as logits: logsumexp is the log of a sum
+    # that is 1 up to the roundings of the logs, so its exact value is near 0 and the
+    # m + log1p(s) of a float64 formula cancels (kappa ~ 2**53).
+    cases = {}
+    for c in (2, 3, 10, 100):
+        lp = np.log(_soft(rng, 60, c))
+        cases[f"C={c}, log of random probabilities"] = MultiClassCase(lp, rng.integers(0, c, size=60))
+    ln2 = float(np.log(2.0))
+    cases["[-ln 2, -ln 2] and [-ln C] * C"] = MultiClassCase(
+        np.array([[-ln2, -ln2, -np.inf, -np.inf], [-np.log(4.0)] * 4, [-np.log(3.0)] * 3 + [-np.inf]]),
+        np.array([0, 1, 2]))
+    fam["log-probabilities"] = cases
+
+    # Self-distillation: the target is the prediction itself, from this package and from
+    # torch, both float64 (kappa ~ 2**53 for every gradient entry).
+    cases = {}
+    for c in (3, 10, 300):
+        z = rng.normal(scale=3.0, size=(40, c))
+        cases[f"C={c}, target = ce.softmax(z)"] = MultiClassCase(z, ce.softmax(z, axis=1))
+        cases[f"C={c}, target = torch.softmax(z)"] = MultiClassCase(z, torch.softmax(torch.from_numpy(z), 1).numpy())
+        cases[f"C={c}, target = torch.softmax(z), weights, smoothing 0.1"] = MultiClassCase(
+            z, torch.softmax(torch.from_numpy(z), 1).numpy(), rng.uniform(0.5, 2.0, c), 0.1)
+    fam["self-distillation"] = cases
+
+    # Gaps of 700 to 745 (the terms of s are subnormal or nearly), scaled by weights up to
+    # 1e300 and down to 1e-300; and weights spanning 1e-300 .. 1e300 on ordinary logits.
+    cases = {}
+    for c in (2, 3):
+        z, k = _rows_with_gaps(rng, 60, c, 700.0, 745.0)
+        big = 10.0 ** rng.uniform(250, 300, size=c)
+        tiny = 10.0 ** rng.uniform(-300, -250, size=c)
+        cases[f"C={c}, target = max, weights up to 1e300"] = MultiClassCase(z, k, big)
+        cases[f"C={c}, target = max, weights down to 1e-300"] = MultiClassCase(z, k, tiny)
+        cases[f"C={c}, probabilities, weights up to 1e300"] = MultiClassCase(z, _soft(rng, 60, c, tiny=True), big)
+        cases[f"C={c}, smoothing 0.1, weights up to 1e300"] = MultiClassCase(z, k, big, 0.1)
+    cases["[[0, -740]], weights [1e300, 1]"] = MultiClassCase(np.array([[0.0, -740.0]] * 4), np.array([0, 0, 1, 0]),
+                                                              np.array([1e300, 1.0]))
+    fam["gaps 700..745, weights to 1e300"] = cases
+    cases = {}
+    for c in (3, 7):
+        z = rng.normal(scale=3.0, size=(60, c))
+        w = 10.0 ** rng.uniform(-300, 300, size=c)
+        y = rng.integers(0, c, size=60)
+        cases[f"C={c}, index"] = MultiClassCase(z, y, w)
+        cases[f"C={c}, index, smoothing 0.2"] = MultiClassCase(z, y, w, 0.2)
+        cases[f"C={c}, probabilities"] = MultiClassCase(z, _soft(rng, 60, c), w)
+        cases[f"C={c}, weights all 1e308"] = MultiClassCase(z, y, np.full(c, 1e308))
+    fam["weights 1e-300..1e300"] = cases
     return fam
 
 
@@ -349,6 +398,7 @@ def _binary_cases():
     big = rng.choice([-1.0, 1.0], n) * rng.uniform(30.0, 740.0, n)
     ordinary = rng.normal(scale=5.0, size=n)
     w, pw = rng.uniform(0.1, 3.0, n), rng.uniform(0.1, 5.0, n)
+    gap7 = rng.uniform(700.0, 745.0, n)
     return {
         "random logits": {
             "hard targets": (ordinary, rng.integers(0, 2, n).astype(float), None, None),
@@ -359,6 +409,18 @@ def _binary_cases():
             "wrong hard targets": (big, (big < 0).astype(float), None, None),
             "soft targets": (big, soft, None, None),
             "soft targets, weight, pos_weight": (big, soft, w, pw),
+        },
+        # Issue 16: losses of e**-700 .. e**-745 (subnormal in float64) times weights and
+        # pos_weight up to 1e300, and infinite logits (their limits: 0 or inf).
+        "gaps 700..745, weights to 1e300": {
+            "pos_weight to 1e300": (gap7, np.ones(n), None, 10.0 ** rng.uniform(200, 300, n)),
+            "weight to 1e300": (-gap7, np.zeros(n), 10.0 ** rng.uniform(200, 300, n), None),
+            "soft targets, both": (gap7 * rng.choice([-1.0, 1.0], n), soft, 10.0 ** rng.uniform(0, 300, n),
+                                   10.0 ** rng.uniform(0, 300, n)),
+        },
+        "infinite logits": {
+            "(inf, 1), (inf, 0), (-inf, 0), (-inf, 1)": (np.array([np.inf, np.inf, -np.inf, -np.inf]),
+                                                         np.array([1.0, 0.0, 0.0, 1.0]), None, None),
         },
     }
 
@@ -455,6 +517,56 @@ def million_errors():
     return out
 
 
+@functools.cache
+def mixed_sign_errors():
+    """'sum' and 'mean' whose terms cancel: negative class weights, over thousands of positions.
+
+    - cross_entropy: 2000 pairs of positions whose losses are equal and whose weights
+      are +w and -w (the logits of the second are those of the first with classes 0
+      and 1 swapped, its target class 1 instead of 0), plus 8 confident positions whose
+      losses are about 1e-20. The exact total is the sum of those 8 (mpmath, 50 digits,
+      on every position); a float64 sum of the rounded losses misses it entirely.
+    - nll_loss on inputs that are not log-probabilities, mixed signs, weights +-:
+      the exact sum of the products w_y x_y (mpmath, 50 digits).
+    - binary_cross_entropy_with_logits with weights of both signs over 4000 elements.
+    """
+    rng = np.random.default_rng(16)
+    n, c = 2000, 3
+    z = rng.normal(scale=3.0, size=(n, c))
+    z2 = z[:, [1, 0, 2]]
+    conf = np.zeros((8, c))
+    conf[:, 0] = rng.uniform(44.0, 47.0, 8)  # loss about e**-45 = 2.9e-20
+    logits = np.concatenate([z, z2, conf])
+    target = np.concatenate([np.zeros(n, int), np.ones(n, int), np.zeros(8, int)])
+    w = np.array([1.5, -1.5, 0.7])
+    out = {}
+    with mpmath.workdps(MP_DPS):
+        exact = [_row(tuple(r)).cross_entropy(mp_mass(c, y, w)) for r, y in zip(logits, target)]
+        total = mpmath.fsum(exact)
+        den = mpmath.fsum(mpmath.mpf(float(w[y])) for y in target)
+    out["cross_entropy sum, +-w pairs"] = ulp_errors([ce.cross_entropy(logits, target, w, reduction="sum")], [total])
+    out["cross_entropy mean, +-w pairs"] = ulp_errors([ce.cross_entropy(logits, target, w, reduction="mean")],
+                                                      [total / den])
+    x = rng.normal(scale=10.0, size=(4000, c))
+    y = rng.integers(0, c, size=4000)
+    wn = np.array([2.0, -1.0, -0.5])
+    with mpmath.workdps(MP_DPS):
+        terms = [-mpmath.mpf(float(wn[t])) * mpmath.mpf(float(x[i, t])) for i, t in enumerate(y)]
+        total = mpmath.fsum(terms)
+        den = mpmath.fsum(mpmath.mpf(float(wn[t])) for t in y)
+    out["nll_loss sum, mixed signs"] = ulp_errors([ce.nll_loss(x, y, wn, reduction="sum")], [total])
+    out["nll_loss mean, mixed signs"] = ulp_errors([ce.nll_loss(x, y, wn, reduction="mean")], [total / den])
+    xb = rng.normal(scale=4.0, size=4000)
+    tb = rng.uniform(0, 1, 4000)
+    wb = rng.choice([-1.0, 1.0], 4000) * rng.uniform(0.5, 2.0, 4000)
+    with mpmath.workdps(MP_DPS):
+        exact = [mp_binary_cross_entropy_with_logits(a, b, c_) for a, b, c_ in zip(xb, tb, wb)]
+        total = mpmath.fsum(exact)
+    out["binary_cross_entropy_with_logits sum, weights +-"] = ulp_errors(
+        [ce.binary_cross_entropy_with_logits(xb, tb, wb, reduction="sum")], [total])
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
@@ -485,6 +597,8 @@ def worst_ulp() -> dict[tuple[str, str], tuple[float, float]]:
                 put(_quantity(q), fam, e_o, e_t)
     for q, e in million_errors().items():
         put(_quantity(q), "10^6 positions", e, [math.nan])  # torch is not run on these
+    for q, e in mixed_sign_errors().items():
+        put(_quantity(q), "mixed-sign sums", e, [math.nan])
     return {k: tuple(v) for k, v in table.items()}
 
 
@@ -492,7 +606,7 @@ def count_cases() -> int:
     """Entries compared with an mpmath value (each a float64 result)."""
     n = sum(len(e_o) for f, nm in CASES for e_o, _, _ in multiclass_errors(f, nm).values())
     n += sum(len(e_o) for f in BINARY_CASES for nm in BINARY_CASES[f] for e_o, _ in binary_errors(f, nm).values())
-    return n + len(million_errors())
+    return n + len(million_errors()) + len(mixed_sign_errors())
 
 
 def report() -> str:
@@ -531,6 +645,11 @@ def test_binary_within_4_ulp(family, name):
 
 def test_reductions_over_a_million_positions_within_4_ulp():
     for q, e in million_errors().items():
+        _assert_ulp(e, MAX_ULP, q)
+
+
+def test_mixed_sign_sums_within_4_ulp():
+    for q, e in mixed_sign_errors().items():
         _assert_ulp(e, MAX_ULP, q)
 
 

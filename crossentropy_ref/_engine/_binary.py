@@ -116,16 +116,28 @@ def bce_with_logits(x, t, w, pw):
         c2h, c2l, c2e = _coef([wp, (uh, ul)])
         t1h, t1l = dd.mul(c1h, c1l, smh, sml)  # pw t sp(-x)
         t2h, t2l = dd.mul(c2h, c2l, sxh, sxl)  # (1 - t) sp(x)
-        e1, e2 = c1e + sme, c2e + sxe
-        # Zero coefficients or zero softplus: those terms are exactly 0 (their exponent is moot).
+        hi, lo, e, bound = _two_terms(t1h, t1l, c1e + sme, t2h, t2l, c2e + sxe, TERM_EPS)
+    hi, lo, e, bound = _infinite_logits(x, t, uh, w, pw, fin, hi, lo, e, bound)
+    return hi, lo, e, bound
+
+
+def _two_terms(t1h, t1l, e1, t2h, t2l, e2, eps):
+    """``(t1h + t1l) 2**e1 + (t2h + t2l) 2**e2`` as ``(hi, lo, e, bound)``.
+
+    The sum is formed at the larger exponent (the smaller term scaled down: it can
+    only underflow where it is below 2**-1000 of the other); each term is within
+    `eps` of its value, so the bound is ``eps (|t1| + |t2|)`` plus the underflow.
+    Zero terms are exactly 0, whatever their exponent.
+    """
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
         z1 = (t1h == 0) & (t1l == 0)
         z2 = (t2h == 0) & (t2l == 0)
         e = np.where(z1, e2, np.where(z2, e1, np.maximum(e1, e2)))
-        a1h, a1l = np.ldexp(t1h, np.maximum(e1 - e, -1100)), np.ldexp(t1l, np.maximum(e1 - e, -1100))
-        a2h, a2l = np.ldexp(t2h, np.maximum(e2 - e, -1100)), np.ldexp(t2l, np.maximum(e2 - e, -1100))
+        d1, d2 = np.maximum(e1 - e, -1100), np.maximum(e2 - e, -1100)
+        a1h, a1l = np.ldexp(t1h, d1), np.ldexp(t1l, d1)
+        a2h, a2l = np.ldexp(t2h, d2), np.ldexp(t2l, d2)
         hi, lo = dd.add(a1h, a1l, a2h, a2l)
-        bound = TERM_EPS * (np.abs(a1h) + np.abs(a2h)) + 2.0**-1074 * 4
-    hi, lo, e, bound = _infinite_logits(x, t, uh, w, pw, fin, hi, lo, e, bound)
+        bound = eps * (np.abs(a1h) + np.abs(a2h)) + 2.0**-1074 * 4
     return hi, lo, e, bound
 
 
@@ -176,7 +188,13 @@ def _log_pair(ah, al):
 
 
 def bce_probs(p, t, w):
-    """binary_cross_entropy elementwise as ``(hi, lo, e, bound)``."""
+    """binary_cross_entropy elementwise as ``(hi, lo, e, bound)``.
+
+    ``-log p`` is at least ``1 - p`` (>= 2**-53 when p < 1) and needs no power of two
+    apart; ``-log(1 - p)`` is about p, which may be subnormal while the weight is
+    huge: below p = 2**-60 it is the series ``p + p**2/2`` (the rest is below
+    2**-120 of it) with p's own exponent (frexp, exact).
+    """
     shape = np.broadcast_shapes(p.shape, t.shape, *(() if w is None else (w.shape,)))
     p, t = np.broadcast_to(p, shape), np.broadcast_to(t, shape)
     one_h, one_l = fast_two_sum(np.ones(shape), -p)  # 1 - p exactly
@@ -187,20 +205,21 @@ def bce_probs(p, t, w):
     clamp_q = ~(lq_h > -100.0)
     lp_h, lp_l = np.where(clamp_p, -100.0, lp_h), np.where(clamp_p, 0.0, lp_l)
     lq_h, lq_l = np.where(clamp_q, -100.0, lq_h), np.where(clamp_q, 0.0, lq_l)
+    # -log(1 - p) for tiny p, at p's exponent.
+    pm, pe = np.frexp(p)
+    small = p < 2.0**-60
+    qh = np.where(small, pm, -lq_h)
+    ql = np.where(small, 0.5 * pm * p, -lq_l)
+    qe = np.where(small, pe, 0)
     uh, ul = fast_two_sum(np.ones(shape), -t)
+    wp = (np.ones(shape), np.zeros(shape)) if w is None else (np.broadcast_to(w, shape).astype(np.float64), np.zeros(shape))
     with np.errstate(invalid="ignore", over="ignore"):
-        ah, al = dd.mul(t, 0.0, lp_h, lp_l)
-        bh, bl = dd.mul(uh, ul, lq_h, lq_l)
-        # -(t log p + (1 - t) log(1 - p)): both terms <= 0, no cancellation.
-        hi, lo = dd.add(ah, al, bh, bl)
-        hi, lo = -hi, -lo
-        e = np.zeros(shape, dtype=np.int64)
-        if w is not None:
-            wm, we = np.frexp(np.broadcast_to(w, shape))
-            hi, lo = dd.mul_float(hi, lo, wm)
-            e = e + we
-        bound = 2.0**-90 * np.abs(hi)
-    return hi, lo, e, bound
+        c1h, c1l, c1e = _coef([wp, (t, np.zeros(shape))])
+        c2h, c2l, c2e = _coef([wp, (uh, ul)])
+        t1h, t1l = dd.mul(c1h, c1l, -lp_h, -lp_l)  # t (-log p)
+        t2h, t2l = dd.mul(c2h, c2l, qh, ql)  # (1 - t) (-log(1 - p))
+        # Both terms >= 0 (for w >= 0): no cancellation. Each within 2**-95 of itself.
+        return _two_terms(t1h, t1l, c1e, t2h, t2l, c2e + qe, 2.0**-90)
 
 
 def _decimal_bce_with_logits(x: float, t: float, w: float, pw: float) -> float:

@@ -130,7 +130,12 @@ def _equal_logits(z: np.ndarray) -> bool:
     return fin.size > 0 and bool(np.all(fin == fin[0])) and not np.isnan(z).any() and not (z == np.inf).any()
 
 
-def grad(z: np.ndarray, p, y, w, eps: float, denom: float | None) -> list[float]:
+def _dec(x: Fraction) -> decimal.Decimal:
+    """A dyadic rational (the exact 'mean' denominator) as a Decimal at the context's precision."""
+    return decimal.Decimal(x.numerator) / decimal.Decimal(x.denominator)
+
+
+def grad(z: np.ndarray, p, y, w, eps: float, denom: Fraction | None) -> list[float]:
     """(a q_c - b_c) / denom for one position, each entry resolved or exactly 0."""
     c = len(z)
     if _equal_logits(z):
@@ -149,10 +154,11 @@ def grad(z: np.ndarray, p, y, w, eps: float, denom: float | None) -> list[float]
             else:
                 t1, t2 = a * e[j] / one_s, b[j]
             v = t1 - t2
+            bound = (abs(t1) + abs(t2)) * rel
             if denom is not None:
-                v = v / decimal.Decimal(float(denom))
+                v, bound = v / _dec(denom), bound / abs(_dec(denom))
             vals.append(v)
-            bounds.append((abs(t1) + abs(t2)) * rel / (abs(decimal.Decimal(float(denom))) if denom else 1))
+            bounds.append(bound)
         return vals, bounds
 
     return _ziv(compute)
@@ -172,7 +178,7 @@ def _grad_rational(z, p, y, w, eps, denom) -> list[float]:
     for j in range(c):
         v = (a / n if fin[j] else F(0)) - b[j]
         if denom is not None:
-            v = v / F(float(denom))
+            v = v / denom
         out.append(_round_fraction(v))
     return out
 

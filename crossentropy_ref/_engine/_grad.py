@@ -67,7 +67,8 @@ def index_grad_block(pb: Problem, zb, yb, g, ws, inv_d) -> np.ndarray:
     # carry no accuracy claim, could round differently); elsewhere scale the entries after.
     with np.errstate(over="ignore"):
         sFh, sFl = _scale_pair(Fh, Fl, fe)
-    folded = np.isfinite(sFh) & ((np.abs(sFh) >= 2.0**-1022) | (Fh == 0))
+    # (Below 2**995 too: mul_round splits F by Dekker's method, which overflows beyond.)
+    folded = (np.abs(sFh) < 2.0**995) & ((np.abs(sFh) >= 2.0**-1022) | (Fh == 0))
     if folded.all():
         mul_round(eh, el, sFh, sFl, g, ws)
     else:
@@ -92,9 +93,13 @@ def index_grad_block(pb: Problem, zb, yb, g, ws, inv_d) -> np.ndarray:
     np.copyto(g, np.nan, where=~r.ok)
     np.copyto(g, 0.0, where=~valid)  # an ignored position is exactly 0, whatever else is NaN
     # y = k: its entry is as accurate as s; escalate where s is not known to 2.9 u.
-    with np.errstate(invalid="ignore"):
-        loose = at_max & valid & r.ok & ~(r.s_err <= 2.9 * U * r.sh)
-    return loose
+    # And a term in the subnormal range carries an absolute error (2**-1074), which a
+    # factor |F 2**fe| above 1 would lift into the normal range: escalate those too.
+    with np.errstate(invalid="ignore", over="ignore"):
+        loose = at_max & ~(r.s_err <= 2.9 * U * r.sh)
+        if np.any(r.tiny):
+            loose |= (r.tiny > 0) & ~(np.abs(np.ldexp(Fh, fe)) <= 1.0)
+    return loose & valid & r.ok
 
 
 def soft_grad_block(pb: Problem, zb, tb, g, den_eff: float | None) -> np.ndarray:

@@ -58,6 +58,7 @@ class Rows(NamedTuple):
     lh: np.ndarray  # L = log1p(s) = lh + ll
     ll: np.ndarray
     l_err: np.ndarray  # bound on |L - (lh + ll)|
+    tiny: np.ndarray | int  # terms below exp(SUBNORMAL_X), whose error is absolute (0 if none)
 
 
 def shift_pair(z: np.ndarray, m: np.ndarray, out_hi: np.ndarray, out_lo: np.ndarray, tmp: np.ndarray):
@@ -195,5 +196,5 @@ def rows(z: np.ndarray, ws, *, keep_terms: bool = False):
             s_err += tiny * ABS
         lh, ll = log1p_pair(sh, sl)
         l_err = s_err / (1.0 + sh) + EPS_LOG * lh + LOG_ABS * (sh >= 2.0**-20)
-    out = Rows(m, k, ok, sh, sl, s_err, lh, ll, l_err)
+    out = Rows(m, k, ok, sh, sl, s_err, lh, ll, l_err, 0 if tiny is None else tiny)
     return (out, (xh, xl, eh, el)) if keep_terms else out
