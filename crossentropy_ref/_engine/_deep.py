@@ -1,77 +1,376 @@
-"""The deep tier: the positions whose first-tier bound failed, recomputed together.
+"""The deep tier: positions whose first-tier bound failed, recomputed in triple-double.
 
-(Being assembled: this version sends every position to the decimal tier,
-`_deepest`; the triple-double tier goes in front of it.)
+Every quantity of a position is carried to about 2**-150 (`_td`): the
+terms ``exp(z_j - m)`` with their binary exponent kept apart (so e**-800 is
+no less precise than e**-8), their sum ``s`` by a pairwise tree of td
+additions at the largest exponent of the row, ``L = log1p(s)``, then the
+function's result. A result whose two terms agree in fewer than about 95
+leading bits is within 4 ulp here: the bounds, about ``2**-148`` of the
+terms' magnitudes, are checked result by result, and the rare position
+with a result beyond them goes on to the decimal tier (`_deepest`), which
+also recognises the exact zeros.
+
+Positions are processed in groups of at most `GROUP` logits, so the
+td temporaries (dozens per logit) stay bounded.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from . import _deepest as dec
+from . import _td as td
+from ._driver import count
+from ._eft import two_sum
 from ._loss import Problem
 
-
-def softmax_deep(z3: np.ndarray, out3: np.ndarray, idx: np.ndarray) -> None:
-    for n, s in idx:
-        out3[n, :, s] = _nan_row(z3[n, :, s]) if _no_shift(z3[n, :, s]) else dec.softmax(z3[n, :, s])
-
-
-def log_softmax_deep(z3: np.ndarray, out3: np.ndarray, idx: np.ndarray) -> None:
-    for n, s in idx:
-        out3[n, :, s] = _nan_row(z3[n, :, s]) if _no_shift(z3[n, :, s]) else dec.log_softmax(z3[n, :, s])
+GROUP = 1 << 15
+# Relative error of the td results below, generously: a dozen td operations at
+# 2**-150 .. 2**-155 each (see _td), summed over at most 2**20 terms by the tree.
+TD_EPS = 2.0**-140
+U = 2.0**-53
 
 
-def logsumexp_deep(z3: np.ndarray, out3: np.ndarray, idx: np.ndarray) -> None:
-    for n, s in idx:
-        out3[n, 0, s] = dec.logsumexp(z3[n, :, s])
+def _groups(n_pos: int, c: int):
+    step = max(1, GROUP // max(c, 1))
+    for i in range(0, n_pos, step):
+        yield slice(i, min(i + step, n_pos))
 
 
-def _no_shift(z: np.ndarray) -> bool:
-    m = np.max(z)
-    return not np.isfinite(m)
+def _tree(h, m, l):
+    """Sum tds along axis 1 (a pairwise tree of td additions); returns (P,) parts."""
+    h, m, l = h.copy(), m.copy(), l.copy()
+    n = h.shape[1]
+    while n > 1:
+        half = n // 2
+        off = n - half
+        sh, sm, sl = td.add(h[:, :half], m[:, :half], l[:, :half], h[:, off:n], m[:, off:n], l[:, off:n])
+        h[:, :half], m[:, :half], l[:, :half] = sh, sm, sl
+        n -= half
+    return h[:, 0], m[:, 0], l[:, 0]
 
 
-def _nan_row(z: np.ndarray) -> np.ndarray:
-    return np.full(z.shape, np.nan)
+def _scale(h, m, l, e):
+    """Parts times 2**e (int array), exact unless a part leaves the normal range."""
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.maximum(e, -2200)
+        return np.ldexp(h, e), np.ldexp(m, e), np.ldexp(l, e)
 
 
-def _position_target(pb: Problem, n: int, s: int):
-    """(p, y, ignored) of one position."""
+class _Rows:
+    """What the deep tier knows of a group of positions Z (P, C), all with a finite maximum."""
+
+    def __init__(self, z: np.ndarray):
+        self.z = z
+        self.k = np.argmax(z, axis=1)
+        self.m = z[np.arange(z.shape[0]), self.k]
+        with np.errstate(invalid="ignore"):
+            xh, xl = two_sum(z, -self.m[:, None])
+        fin = np.isfinite(xh)
+        self.xh = xh
+        self.xl = np.where(fin, xl, 0.0)
+        # exp(z_j - m) = (eh + em + el) 2**ee, exactly (1, 0, 0, 0) at the maximum.
+        self.eh, self.em, self.el, self.ee = td.exp(self.xh, self.xl)
+        rows = np.arange(z.shape[0])
+        th, tm, tl = self.eh.copy(), self.em.copy(), self.el.copy()
+        th[rows, self.k] = tm[rows, self.k] = tl[rows, self.k] = 0.0
+        te = np.where(th != 0, self.ee, np.iinfo(np.int64).min // 2)
+        self.se = np.max(te, axis=1)
+        empty = self.se < -(1 << 40)
+        self.se = np.where(empty, 0, self.se)
+        sh, sm, sl = _tree(*_scale(th, tm, tl, te - self.se[:, None]))
+        # s = (sh + sm + sl) 2**se; L = log1p(s) = (lh + lm + ll) 2**le.
+        self.sh, self.sm, self.sl = td.renorm(sh, sm, sl)
+        self.lh, self.lm, self.ll, self.le = td.log1p(self.sh, self.sm, self.sl, self.se)
+
+    def L_plain(self):
+        return _scale(self.lh, self.lm, self.ll, self.le)
+
+    def recip_one_plus_s(self):
+        """R = 1 / (1 + s) as a plain td."""
+        s = _scale(self.sh, self.sm, self.sl, self.se)
+        o = td.add_float(*s, 1.0)
+        return td.recip(*o)
+
+
+def _rows_of(z3: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return z3[idx[:, 0], :, idx[:, 1]]
+
+
+def _finite_max(z: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(np.max(z, axis=1))
+
+
+def _accept(value, bound) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        a = np.abs(value)
+        return (bound <= 3.9 * U * (a - bound)) | ((a == 0) & (bound == 0)) | ~np.isfinite(value)
+
+
+def _run(z3, out3, idx, compute, fallback, per_class: bool) -> None:
+    """Compute positions `idx` by `compute(rows) -> (values, bounds)`; unproven ones by `fallback`."""
+    z = _rows_of(z3, idx)
+    fin = _finite_max(z)
+    if not fin.all():  # no finite shift: NaN (or the logsumexp rules), done by the decimal tier's caller
+        for i in np.flatnonzero(~fin):
+            n, s = idx[i]
+            v = fallback(z[i])
+            if per_class:
+                out3[n, :, s] = v
+            else:
+                out3[n, 0, s] = v
+    keep = np.flatnonzero(fin)
+    c = z.shape[1]
+    for g in _groups(len(keep), c):
+        sel = keep[g]
+        vals, bounds = compute(_Rows(z[sel]))
+        ok = _accept(vals, bounds)
+        ok_pos = ok.all(axis=1) if per_class else ok
+        for j, i in enumerate(sel):
+            n, s = idx[i]
+            if ok_pos[j]:
+                v = vals[j]
+            else:
+                count("deepest", 1)
+                v = fallback(z[i])
+            if per_class:
+                out3[n, :, s] = v
+            else:
+                out3[n, 0, s] = v
+
+
+def logsumexp_deep(z3, out3, idx) -> None:
+    def compute(r: _Rows):
+        Lh, Lm, Ll = r.L_plain()
+        small = r.m == 0  # the result is L itself, possibly far below the float64 range
+        vh, vm, vl = td.add_float(Lh, Lm, Ll, r.m)
+        v = td.to_float(vh, vm, vl)
+        v = np.where(small, td.to_float(r.lh, r.lm, r.ll, r.le), v)
+        bound = TD_EPS * (np.abs(r.m) + np.abs(Lh))
+        return v, np.where(small, TD_EPS * np.abs(v), bound)
+
+    def fallback(z):
+        m = np.max(z)
+        if np.isnan(z).any():
+            return np.nan
+        return m if not np.isfinite(m) else dec.logsumexp(z)
+
+    _run(z3, out3, idx, compute, fallback, per_class=False)
+
+
+def log_softmax_deep(z3, out3, idx) -> None:
+    def compute(r: _Rows):
+        Lh, Lm, Ll = r.L_plain()
+        # (xh + xl) - L, both terms <= 0 after the sign change: no cancellation.
+        vh, vm, vl = td.add_dd(-Lh[:, None], -Lm[:, None], -Ll[:, None], r.xh, r.xl)
+        v = td.to_float(vh, vm, vl)
+        # The maximum's entry is -L exactly, kept at L's own exponent (L may be tiny).
+        v[np.arange(r.z.shape[0]), r.k] = -td.to_float(r.lh, r.lm, r.ll, r.le)
+        v = np.where(np.isneginf(r.xh), -np.inf, v)
+        return v, TD_EPS * np.abs(v)
+
+    _run(z3, out3, idx, compute, _nan_or(dec.log_softmax), per_class=True)
+
+
+def softmax_deep(z3, out3, idx) -> None:
+    def compute(r: _Rows):
+        rh, rm, rl = r.recip_one_plus_s()
+        qh, qm, ql = td.mul(r.eh, r.em, r.el, rh[:, None], rm[:, None], rl[:, None])
+        v = td.to_float(qh, qm, ql, r.ee)
+        return v, TD_EPS * np.abs(v)
+
+    _run(z3, out3, idx, compute, _nan_or(dec.softmax), per_class=True)
+
+
+def _nan_or(f):
+    def g(z):
+        return np.full(z.shape, np.nan) if not np.isfinite(np.max(z)) else f(z)
+
+    return g
+
+
+# --- the loss and the gradient --------------------------------------------------------
+
+
+def _td_const(x: Fraction):
+    h = float(x)
+    r = x - Fraction(h)
+    m = float(r)
+    return h, m, float(r - Fraction(m))
+
+
+def _position_targets(pb: Problem, idx: np.ndarray):
+    """(p (P, C) or None, y (P,) or None, valid (P,))."""
     if pb.probabilities:
-        return pb.p[n, :, s], None, False
-    y = int(pb.y[n, s])
-    return None, y, y == pb.ignore_index
+        return pb.p[idx[:, 0], :, idx[:, 1]], None, np.ones(len(idx), dtype=bool)
+    y = pb.y[idx[:, 0], idx[:, 1]]
+    return None, y, y != pb.ignore_index
+
+
+def _mass_td(pb: Problem, p, y, c: int, n: int):
+    """b_c = w'_c ((1 - eps) p_c + eps / C) as td (n, C), in the scaled weights w'."""
+    keep = _td_const(1 - Fraction(pb.eps))
+    smooth = _td_const(Fraction(pb.eps) / c)
+    if p is not None:
+        bh, bm, bl = td.mul_float(keep[0], keep[1], keep[2], p)
+    else:
+        onehot = (np.arange(c)[None, :] == y[:, None]).astype(np.float64)
+        bh, bm, bl = td.mul_float(keep[0], keep[1], keep[2], onehot)
+    if pb.eps:
+        bh, bm, bl = td.add(bh, bm, bl, *(np.full((n, c), v) for v in smooth))
+    if pb.ws is not None:
+        bh, bm, bl = td.mul_float(bh, bm, bl, pb.ws[None, :])
+    return bh, bm, bl
 
 
 def loss_deep(pb: Problem, idx: np.ndarray):
-    """The loss of the positions `idx` as (parts, exponent, bound): sum(parts) within bound."""
+    """The loss at positions `idx` as ``(parts, exponent, bound)``: the value is
+    ``sum(parts) 2**exponent`` (parts: a tuple of (k,) arrays), within ``bound 2**exponent``."""
     k = len(idx)
-    hi, lo = np.zeros(k), np.zeros(k)
+    out = [np.zeros(k), np.zeros(k), np.zeros(k)]
+    ex = np.zeros(k, dtype=np.int64)
+    p, y, valid = _position_targets(pb, idx)
+    z = _rows_of(pb.z, idx)
+    fin = _finite_max(z)
+    use = np.flatnonzero(valid & fin)
+    out[0][valid & ~fin] = np.nan
+    c = pb.c
+    for g in _groups(len(use), c):
+        sel = use[g]
+        r = _Rows(z[sel])
+        Lh, Lm, Ll = r.L_plain()
+        if not pb.probabilities and pb.eps == 0.0:
+            # w_y (d_y + L): d_y = -(xh_y + xl_y) exactly; scaled weight wm_y 2**we_y.
+            rows = np.arange(len(sel))
+            yy = y[sel]
+            dh, dl = -r.xh[rows, yy], -r.xl[rows, yy]
+            at_max = dh == 0
+            vh, vm, vl = td.add_dd(Lh, Lm, Ll, dh, np.where(np.isfinite(dh), dl, 0.0))
+            e = np.zeros(len(sel), dtype=np.int64)
+            # d_y = 0: the value is L at its own exponent (it may be far below the float range).
+            vh, vm, vl = (np.where(at_max, a, b) for a, b in zip((r.lh, r.lm, r.ll), (vh, vm, vl)))
+            e = np.where(at_max, r.le, e)
+            if pb.w is not None:
+                wm = pb.wm[yy]
+                vh, vm, vl = td.mul_float(vh, vm, vl, wm)
+                e = e + pb.we[yy]
+                zero = wm == 0
+                vh, vm, vl = (np.where(zero, 0.0, a) for a in (vh, vm, vl))
+            inf = ~np.isfinite(dh)
+            if inf.any():
+                wv = np.ones(len(sel)) if pb.w is None else pb.w[yy]
+                vh = np.where(inf, np.where(wv == 0, 0.0, wv * np.inf), vh)
+                vm, vl = np.where(inf, 0.0, vm), np.where(inf, 0.0, vl)
+            bound = TD_EPS * np.abs(vh)
+        else:
+            # sum_c b_c (d_c + L), all in td; b in the weights scaled by 2**-w_exp.
+            bh, bm, bl = _mass_td(pb, None if p is None else p[sel], None if y is None else y[sel], c, len(sel))
+            th, tm, tl = td.add_dd(Lh[:, None], Lm[:, None], Ll[:, None], -r.xh, -r.xl)
+            ph, pm, pl = td.mul(bh, bm, bl, th, tm, tl)
+            zero = (bh == 0) & (bm == 0)
+            inf = ~np.isfinite(r.xh)
+            ph = np.where(zero & inf, 0.0, np.where(inf, bh * np.inf, ph))  # 0 log 0 = 0
+            pm, pl = np.where(inf, 0.0, pm), np.where(inf, 0.0, pl)
+            babs = np.sum(np.abs(ph), axis=1)
+            fin_rows = np.all(np.isfinite(ph), axis=1)
+            vh, vm, vl = _tree(np.where(np.isfinite(ph), ph, 0.0), pm, pl)
+            vh = np.where(fin_rows, vh, np.sum(ph, axis=1))
+            e = np.full(len(sel), pb.w_exp if pb.ws is not None else 0, dtype=np.int64)
+            bound = TD_EPS * babs
+        out[0][sel], out[1][sel], out[2][sel] = vh, vm, vl
+        ex[sel] = e
+        # A position whose value the td bound cannot prove goes to the decimal tier.
+        weak = ~_accept(td.to_float(vh, vm, vl), bound)
+        for j in np.flatnonzero(weak):
+            i = sel[j]
+            count("deepest", 1)
+            v = dec.loss(z[i], None if p is None else p[i], None if y is None else int(y[i]), pb.w, pb.eps)
+            h, rest = _decimal_parts(v)
+            out[0][i], out[1][i], out[2][i], ex[i] = h, rest, 0.0, 0
+    return tuple(out), ex, np.zeros(k)
+
+
+def _decimal_parts(v):
     import decimal
 
-    for i, (n, s) in enumerate(idx):
-        p, y, ignored = _position_target(pb, n, s)
-        if ignored:
-            continue
-        z = pb.z[n, :, s]
-        if _no_shift(z):
-            hi[i] = np.nan
-            continue
-        v = dec.loss(z, p, y, pb.w, pb.eps)
-        with decimal.localcontext(decimal.Context(prec=len(v.as_tuple().digits) + 5)):
-            hi[i] = float(v)
-            lo[i] = float(v - decimal.Decimal(hi[i])) if np.isfinite(hi[i]) else 0.0
-    return hi, lo, 0, np.zeros(k)
+    with decimal.localcontext(decimal.Context(prec=max(60, len(v.as_tuple().digits) + 5))):
+        h = float(v)
+        lo = float(v - decimal.Decimal(h)) if np.isfinite(h) else 0.0
+    return h, lo
 
 
-def grad_deep(pb: Problem, idx: np.ndarray, g3: np.ndarray, denom: float | None) -> None:
-    for n, s in idx:
-        p, y, ignored = _position_target(pb, n, s)
-        z = pb.z[n, :, s]
-        if ignored:
-            g3[n, :, s] = 0.0
-        elif _no_shift(z):
-            g3[n, :, s] = np.nan
-        else:
-            g3[n, :, s] = dec.grad(z, p, y, pb.w, pb.eps, denom)
+def grad_deep(pb: Problem, idx: np.ndarray, g3: np.ndarray, denom: Fraction | None) -> None:
+    """Recompute the gradient at positions `idx` into `g3`, in td (decimal where unproven)."""
+    p, y, valid = _position_targets(pb, idx)
+    z = _rows_of(pb.z, idx)
+    fin = _finite_max(z)
+    c = pb.c
+    for i in np.flatnonzero(~valid):
+        g3[idx[i, 0], :, idx[i, 1]] = 0.0
+    for i in np.flatnonzero(valid & ~fin):
+        g3[idx[i, 0], :, idx[i, 1]] = np.nan
+    use = np.flatnonzero(valid & fin)
+    # 1 / D as td, with the weights' power of two: g = (a' q - b') 2**w_exp / D.
+    scale = Fraction(2) ** (pb.w_exp if pb.ws is not None else 0)
+    factor = scale / denom if denom is not None else scale
+    fh, fm, fl = _td_const(factor / Fraction(2) ** _exp_of(factor))
+    fe = _exp_of(factor)
+    for g in _groups(len(use), c):
+        sel = use[g]
+        r = _Rows(z[sel])
+        n = len(sel)
+        bh, bm, bl = _mass_td(pb, None if p is None else p[sel], None if y is None else y[sel], c, n)
+        ah, am, al = _tree(bh, bm, bl)
+        rh, rm, rl = r.recip_one_plus_s()
+        # a q_c = a e_c R 2**ee_c and b_c, each at its own exponent: the entry is formed at
+        # the larger of the two, so that a tiny entry (e**-740 times a weight of 1e300) keeps
+        # its relative precision, and terms that cancel meet at the same exponent.
+        t1 = td.mul(*td.mul(r.eh, r.em, r.el, rh[:, None], rm[:, None], rl[:, None]),
+                    ah[:, None], am[:, None], al[:, None])
+        _, eb = np.frexp(bh)
+        e_ent = np.where(bh == 0, r.ee, np.maximum(r.ee, eb.astype(np.int64)))
+        t1s = _scale(*t1, r.ee - e_ent)
+        b_s = _scale(bh, bm, bl, -e_ent)
+        gh, gm, gl = td.sub(*t1s, *b_s)
+        mag = np.abs(t1s[0]) + np.abs(b_s[0])
+        # The maximum where q_k > 1/2: (a - b_k) - a s / (1 + s), without cancellation in 1 - q_k
+        # (there e_k = 1, so the entry's exponent is that of a or b_k: plain values).
+        rows = np.arange(n)
+        near = rh > 0.5
+        if near.any():
+            kk = r.k
+            bk = (bh[rows, kk], bm[rows, kk], bl[rows, kk])
+            rest = td.sub(ah, am, al, *bk)
+            s_plain = _scale(r.sh, r.sm, r.sl, r.se)
+            u = td.mul(*td.mul(*s_plain, rh, rm, rl), ah, am, al)
+            kh, km, kl = td.sub(*rest, *u)
+            for arr, val in ((gh, kh), (gm, km), (gl, kl)):
+                arr[rows, kk] = np.where(near, val, arr[rows, kk])
+            mag[rows, kk] = np.where(near, np.abs(rest[0]) + np.abs(u[0]), mag[rows, kk])
+            e_ent[rows, kk] = np.where(near, 0, e_ent[rows, kk])
+        gh, gm, gl = td.mul(gh, gm, gl, fh, fm, fl)
+        v = td.to_float(gh, gm, gl, e_ent + fe)
+        with np.errstate(over="ignore"):
+            bound = np.ldexp(TD_EPS * mag * abs(fh) * 2, e_ent + fe) + 2.0**-1074 * 8
+        ok = _accept(v, bound)
+        for j in range(n):
+            i = sel[j]
+            if ok[j].all():
+                g3[idx[i, 0], :, idx[i, 1]] = v[j]
+            else:
+                count("deepest", 1)
+                g3[idx[i, 0], :, idx[i, 1]] = dec.grad(z[i], None if p is None else p[i],
+                                                       None if y is None else int(y[i]), pb.w, pb.eps, denom)
+
+
+def _exp_of(x: Fraction) -> int:
+    """e with |x| / 2**e in [1, 2) (0 for x = 0)."""
+    if x == 0:
+        return 0
+    e = x.numerator.bit_length() - x.denominator.bit_length()
+    if abs(x) < Fraction(2) ** e:
+        e -= 1
+    return e

@@ -177,16 +177,18 @@ if numba is not None:
         for i in range(bn):
             row = z[i]
             m = row[0]
+            nan = row[0] != row[0]
             for j in range(1, c):
                 v = row[j]
                 m = v if v > m else m
+                nan |= v != v
             k = 0
-            if m == m:
+            if not nan:
                 for j in range(c):
                     if row[j] == m:
                         k = j
                         break
-            else:
+            else:  # as numpy's argmax: the first NaN
                 for j in range(c):
                     if row[j] != row[j]:
                         k = j

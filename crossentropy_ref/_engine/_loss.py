@@ -73,12 +73,15 @@ def index_block(pb: Problem, zb: np.ndarray, yb: np.ndarray, ws):
 
     Returns ``(hi, lo, exponent, bound, valid)``, each (bn, 1, bs).
     """
-    r, (xh, xl, _, _) = rows(zb, ws, keep_terms=True)
+    smooth = pb.eps != 0.0
+    got = rows(zb, ws, keep_terms=smooth)
+    r, (xh, xl, _, _) = got if smooth else (got, (None, None, None, None))
     valid = yb != pb.ignore_index
     yc = np.where(valid, yb, 0)
-    # d_y = m - z_y exactly: the pair -(x_y), inf at a -inf target logit.
-    dh = -_gather(xh, yc)
-    dl = -_gather(xl, yc)
+    # d_y = m - z_y exactly (TwoSum), inf at a -inf target logit.
+    with np.errstate(invalid="ignore"):
+        mm = np.where(r.ok, r.m, 0.0)
+        dh, dl = two_sum(mm, -_gather(zb, yc))
     dl = np.where(np.isfinite(dh), dl, 0.0)
     # -log q_y = d_y + L in double-double: both terms >= 0, error DD (d + L) plus L's own.
     th, tl = dd.add(dh, dl, r.lh, r.ll, nonfinite=True)

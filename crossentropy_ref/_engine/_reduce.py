@@ -50,8 +50,9 @@ def loss(pb: Problem, denominator: xs.ExactTotal | None, deep) -> np.ndarray | n
     """cross_entropy for the checked problem `pb` (see cross_entropy for the semantics).
 
     `denominator` is the exact 'mean' denominator (None for other reductions);
-    ``deep(pb, idx)`` returns ``(hi, lo, exponent, bound)`` for the positions
-    ``idx`` ((k, 2) array of (n, s)), computed by the deep tier.
+    ``deep(pb, idx)`` returns ``(parts, exponent, bound)`` for the positions
+    ``idx`` ((k, 2) array of (n, s)), computed by the deep tier: the value is
+    the sum of the parts times 2**exponent.
     """
     n, _, s = pb.z.shape
     lock = threading.Lock()
@@ -76,8 +77,8 @@ def loss(pb: Problem, denominator: xs.ExactTotal | None, deep) -> np.ndarray | n
         if pending:
             idx = np.concatenate(pending)
             count("deep", len(idx))
-            hi, lo, ex, _ = deep(pb, idx)
-            out[idx[:, 0], idx[:, 1]] = scaled_round(hi, lo, ex)
+            parts, ex, _ = deep(pb, idx)
+            out[idx[:, 0], idx[:, 1]] = scaled_round(parts[0], parts[1] + parts[2], ex)
         return out
 
     totals: list[xs.ExactTotal] = []
@@ -99,8 +100,8 @@ def loss(pb: Problem, denominator: xs.ExactTotal | None, deep) -> np.ndarray | n
         # The positions' losses cancel: recompute every position in the deep tier.
         idx = np.argwhere(np.ones((n, s), dtype=bool))
         count("deep", len(idx))
-        hi, lo, ex, _ = deep(pb, idx)
-        total = xs.merge(xs.exact_total(hi, ex), xs.exact_total(lo, ex))
+        parts, ex, _ = deep(pb, idx)
+        total = xs.merge_all(xs.exact_total(part, ex) for part in parts)
     if pb.reduction == "sum":
         return np.float64(xs.to_float(total))
     return np.float64(xs.ratio(total, denominator))

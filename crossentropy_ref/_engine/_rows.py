@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _dd as dd
 from ._eft import fast_two_sum, two_prod, two_sum
+from . import _jit
 from ._pexp import ABS, EPS as EPS_EXP, exp_pair
 
 U = 2.0**-53
@@ -167,6 +168,8 @@ def rows(z: np.ndarray, ws, *, keep_terms: bool = False):
     the same thread.
     """
     bn, c, bs = z.shape
+    if not keep_terms and _jit.enabled():
+        return _rows_compiled(z)
     k = np.argmax(z, axis=1, keepdims=True)
     m = np.take_along_axis(z, k, axis=1)  # argmax stops at the first NaN: a NaN row gets m = NaN
     ok = np.isfinite(m)
@@ -190,11 +193,35 @@ def rows(z: np.ndarray, ws, *, keep_terms: bool = False):
         if np.min(xh) < SUBNORMAL_X:
             tiny = np.count_nonzero((xh < SUBNORMAL_X) & (xh > -np.inf), axis=1, keepdims=True)
         sh, sl = tree_sum(th, tl, ws(7), ws(8), ws(9))
+    out = _finish(m, k, ok, sh, sl, tiny)
+    return (out, (xh, xl, eh, el)) if keep_terms else out
+
+
+def _finish(m, k, ok, sh, sl, tiny) -> Rows:
+    """The per-position part of the first pass: s normalised, its bound, L and its bound."""
+    with np.errstate(invalid="ignore"):
         sh, sl = fast_two_sum(sh, sl)  # normalised: |sl| <= ulp(sh) / 2
         s_err = EPS_S * sh
         if tiny is not None:
             s_err += tiny * ABS
         lh, ll = log1p_pair(sh, sl)
         l_err = s_err / (1.0 + sh) + EPS_LOG * lh + LOG_ABS * (sh >= 2.0**-20)
-    out = Rows(m, k, ok, sh, sl, s_err, lh, ll, l_err, 0 if tiny is None else tiny)
-    return (out, (xh, xl, eh, el)) if keep_terms else out
+    return Rows(m, k, ok, sh, sl, s_err, lh, ll, l_err, 0 if tiny is None else tiny)
+
+
+def _rows_compiled(z: np.ndarray) -> Rows:
+    """`rows` by the compiled kernel: the same bits, one pass over the logits."""
+    bn, c, bs = z.shape
+    m = np.empty((bn, 1, bs))
+    k = np.empty((bn, 1, bs), dtype=np.int64)
+    sh, sl = np.empty((bn, 1, bs)), np.empty((bn, 1, bs))
+    tiny = np.empty((bn, 1, bs), dtype=np.int64)
+    consts = _jit.constants()
+    th, tl = np.empty(c), np.empty(c)
+    if bs == 1 and z.strides[1] == 8 and z.strides[0] == 8 * c:
+        _jit.row_stats_2d(z.reshape(bn, c), m.reshape(bn), k.reshape(bn), sh.reshape(bn), sl.reshape(bn),
+                          tiny.reshape(bn), th, tl, *consts, SUBNORMAL_X)
+    else:
+        _jit.row_stats(z, m, k, sh, sl, tiny, th, tl, *consts, SUBNORMAL_X)
+    ok = np.isfinite(m)
+    return _finish(m, k, ok, sh, sl, tiny if tiny.any() else None)
