@@ -121,7 +121,7 @@ def _as_exp(exp: ArrayLike | None, shape: tuple[int, ...]):
         a = np.asarray(exp)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"`exp` must be an array of integers; got {type(exp).__name__} ({exc})") from None
-    if a.dtype.kind not in "iu":
+    if a.dtype.kind not in "iu" and not (a.size == 0 and a.dtype.kind == "f"):  # [] is float64
         raise TypeError(f"`exp` must hold integers (powers of two to scale `x` by); got {_describe(a)}")
     try:
         e = np.broadcast_to(a, shape)
@@ -442,4 +442,6 @@ def ratio(num: ExactTotal, den: ExactTotal) -> float:
         return math.copysign(0.0, (-1 if num.mant < 0 else 1) * di)
     if den.mant == 0:
         return math.nan if num.mant == 0 else math.copysign(math.inf, num.mant)
+    if num.mant == 0:
+        return math.copysign(0.0, dsign)  # +0 / -x = -0.0
     return _round(num.mant * dsign, abs(den.mant), num.scale - den.scale)
