@@ -254,7 +254,7 @@ def exact_total(x: ArrayLike, exp: ArrayLike | None = None) -> ExactTotal:
         spread of the terms' exponents plus about 53 bits. Measured on
         2**16 terms: 89 bytes for normal(0, 1) draws, 340 for magnitudes
         spanning 1e-300..1e300, 1082 with `exp` in [-3000, 3000], and
-        16.7 KB at most (exponents across the whole supported range).
+        about 16.7 KB at most (exponents across the whole supported range).
 
     Raises
     ------
