@@ -30,7 +30,8 @@ counts the roundings that are left, in units of ``u**3 = 2**-159``:
 - `mul`, `mul_dd`: relative error ``<= 2**-152``; `mul_float` ``2**-155``.
 - `recip`: ``2**-152``; `div`: ``2**-151``.
 - `exp`: ``2**-152``, its result scaled by a separate binary exponent;
-  `expm1`: ``2**-151``; `log1p`: ``2**-149``.
+  `expm1`: ``2**-151``; `log1p`: ``2**-150``, its argument and result
+  with an optional exponent.
 
 These bounds hold when no part underflows or overflows: every nonzero
 part of the inputs, of the result and of their products between 2**-860
@@ -564,7 +565,7 @@ EXP_MAX = 11356.0  # |n| <= 1.0737e9 < 2**30 below this
 EXP_MIN = -EXP_MAX  # exp(EXP_MIN) is about 2**-16383
 _FBITS = 240  # fixed-point bits of the table construction
 _D_HALF = 1 << 11  # the table of 2**(n / 2**16) - 1 covers |n| <= _D_HALF
-_NEAR = 1 << 16  # expm1 evaluates expm1(r) to a relative error for |n| < _NEAR
+_NEAR = 1 << 16  # expm1 evaluates expm1(r) to an error relative to r for |n| < _NEAR
 
 
 def _ln2() -> Fraction:
@@ -615,16 +616,13 @@ def _halves(x: float) -> tuple[float, float]:
     return tuple(float(v) for v in split(np.float64(x)))
 
 
-# 1/k! for the polynomial: dd where the analysis needs it, with Dekker halves of the heads.
+# 1/k! for exp's polynomial: dd where the analysis needs it, with Dekker halves of K5H.
 _K3H, _K3L = _dd_const(Fraction(1, 6))
-_K3TD = _td_const(Fraction(1, 6))
 _K4H, _K4L = _dd_const(Fraction(1, 24))
 _K5H, _K5L = _dd_const(Fraction(1, 120))
-_K6, _K6L = _dd_const(Fraction(1, 720))
-_K7, _K8, _K9 = 1 / 5040, 1 / 40320, 1 / 362880
+_K6, _K7, _K8 = 1 / 720, 1 / 5040, 1 / 40320
 _K5HH, _K5HL = _halves(_K5H)
-_K6HH, _K6HL = _halves(_K6)
-_K60, _K360 = 1 / 60, 1 / 360
+_K60 = 1 / 60
 
 
 def _td_of_fixed(v: int, f: int) -> tuple[float, float, float]:
@@ -960,59 +958,103 @@ def exp(xh, xm=None, xl=None):
     return _apply(_k_exp, (xh, xm, xl), 3, 1)
 
 
+# --- near 0: expm1 and log1p as series ---------------------------------------------------
+
+
+def _series_coefficients(a: list[Fraction]) -> dict:
+    """The constants of `_near_series` for f(r) = r + a2 r**2 + ... + a9 r**9."""
+    a2, a3, a4, a5, a6, a7, a8, a9 = a
+    c = {"a2": float(a2), "a3": _td_const(a3), "a4": _dd_const(a4), "a5": _dd_const(a5), "a6": _dd_const(a6)}
+    c["a5halves"], c["a6halves"] = _halves(c["a5"][0]), _halves(c["a6"][0])
+    c["a7"], c["a8"], c["a9"] = float(a7), float(a8), float(a9)
+    c["a6x2"] = float(2 * a6)
+    return c
+
+
+# expm1(r) = sum r**k / k!, log1p(r) = sum (-1)**(k + 1) r**k / k, k = 1 .. 9
+_EXPM1 = _series_coefficients([Fraction(1, math.factorial(k)) for k in range(2, 10)])
+_LOG1P = _series_coefficients([Fraction((-1) ** (k + 1), k) for k in range(2, 10)])
+
+
+def _near_series(rh, rm, rl, c):
+    """f(r) = r + a2 r**2 + r**3 q(r) for |r| <= 2**-17.4, relative error below 2**-154.8.
+
+    f is expm1 or log1p (`_EXPM1`, `_LOG1P`); the terms after r**9 are
+    below ``2**-156.6 |r| / 10!`` resp. ``|r|**9 / 10 <= 2**-159.9 |r|``.
+    ``q = a3 + r P4``: ``P4 = a4 + rh (a5 + rh (a6 + rh (a7 + rh (a8 + rh a9))))``
+    as a double-double, the innermost three terms in float64 (their
+    rounding is scaled by ``rh**3``), then exact products with rh and
+    Fast2Sums into a4, a5 and a6 (dd constants), and the first-order term
+    ``rm P4'(rh) ~ rm (a5 + 2 a6 rh)``: P4 to about 2**-104 of itself,
+    more than the 2**-100 needed for q to be ``2**-118`` of itself, which
+    the factor ``r**2 / 2`` (at most 2**-36) takes to ``2**-154`` of f.
+    Then three `mul` (2**-152.7 each) and two `add` (2**-155 each, no
+    cancellation: ``|a2 r**2| <= 2**-18.4 |r|``); relative to f ~ r every
+    error but the last addition's is scaled by ``|r| / 2`` or less. About
+    500 passes: used for the results that need it, not by `exp`.
+    """
+    a4h, a4l = c["a4"]
+    a5h, a5l = c["a5"]
+    a6h, a6l = c["a6"]
+    a5hh, a5hl = c["a5halves"]
+    a6hh, a6hl = c["a6halves"]
+    rhh, rhl = split(rh)
+    p7 = c["a7"] + rh * (c["a8"] + rh * c["a9"])
+    v6 = a6l + rh * p7
+    p6 = rh * a6h
+    b6 = ((rhh * a6hh - p6) + rhh * a6hl + rhl * a6hh) + rhl * a6hl  # rh a6h = p6 + b6
+    p5h = a5h + p6  # Fast2Sum: |p6| <= 2**-17.4 |a6| < |a5|
+    t5 = p6 - (p5h - a5h)
+    p5l = t5 + (a5l + (b6 + rh * v6))
+    p5hh, p5hl = split(p5h)
+    q5 = rh * p5h
+    b5 = ((rhh * p5hh - q5) + rhh * p5hl + rhl * p5hh) + rhl * p5hl  # rh p5h = q5 + b5
+    p4h = a4h + q5  # Fast2Sum: |q5| < |a4|
+    t4 = q5 - (p4h - a4h)
+    p4l = t4 + (a4l + (b5 + (rh * p5l + rm * (a5h + rh * c["a6x2"]))))
+    q = add(*c["a3"], *mul_dd(rh, rm, rl, p4h, p4l))
+    r2 = mul(rh, rm, rl, rh, rm, rl)
+    r3q = mul(*r2, *mul(rh, rm, rl, *q))
+    a2 = c["a2"]  # 1/2 or -1/2: the product is exact
+    return add(rh, rm, rl, *add(a2 * r2[0], a2 * r2[1], a2 * r2[2], *r3q))
+
+
+def _pow2_minus_one(k, big_m, th, tm, tl):
+    """2**(k / 2**16) - 1 = 2**M T_j - 1 as a td, relative error below 2**-153.
+
+    From the table D for |k| <= 2**11 (2**-159). Otherwise computed from
+    T: ``2**M th - 1`` is exact by Sterbenz's lemma when 2**M th is in
+    [1/2, 2], so the error is T's (2**-159 of 2**M T, at most 2**-153 of
+    the result, which is at least 2**(1/32) - 1 > 2**-5.6); outside, the
+    result is at least 1/2 and `add_float` adds ``2**-156 (2**M T + 1)``.
+    """
+    _, (tdh, tdm, tdl) = _tables()
+    i = np.clip(k, -_D_HALF, _D_HALF) + _D_HALF
+    d = [tdh[i], tdm[i], tdl[i]]
+    big = np.flatnonzero(np.abs(k) > _D_HALF)
+    if big.size:
+        f = np.ldexp(1.0, big_m[big])
+        for v, z in zip(d, add_float(th[big] * f, tm[big] * f, tl[big] * f, -1.0)):
+            v[big] = z
+    return tuple(d)
+
+
 # --- expm1 ------------------------------------------------------------------------------
 
 
-def _expm1_near(rh, rm, rl):
-    """expm1(r) for |r| <= 2**-17.5, relative error below 2**-154.9 (td Horner).
-
-    E = r + (r**2/2 + r**2 (r q)), q = 1/6 + r P4 with P4 = 1/24 + r/120 +
-    ... in double-double to 2**-100 (two exact products with rh, and the
-    first-order term of rm). q's error is ``2**-119`` relative, three
-    `mul` (2**-152.7 each) and two `add` (2**-155 each, no cancellation:
-    ``|r**2/2| <= 2**-18.5 |r|``) follow; relative to E ~ r every error
-    but the last addition's is scaled by ``|r| / 2 <= 2**-18.5``.
-    """
-    rhh, rhl = split(rh)
-    p7 = _K7 + rh * (_K8 + rh * _K9)
-    v6 = _K6L + rh * p7
-    p6 = rh * _K6
-    b6 = ((rhh * _K6HH - p6) + rhh * _K6HL + rhl * _K6HH) + rhl * _K6HL  # rh K6 = p6 + b6
-    p5h = _K5H + p6
-    t5 = p6 - (p5h - _K5H)
-    p5l = t5 + (_K5L + (b6 + rh * v6))
-    p5hh, p5hl = split(p5h)
-    a5 = rh * p5h
-    b5 = ((rhh * p5hh - a5) + rhh * p5hl + rhl * p5hh) + rhl * p5hl
-    p4h = _K4H + a5
-    t4 = a5 - (p4h - _K4H)
-    p4l = t4 + (_K4L + (b5 + (rh * p5l + rm * (_K5H + rh * _K360))))
-    q = add(*_K3TD, *mul_dd(rh, rm, rl, p4h, p4l))
-    r2 = mul(rh, rm, rl, rh, rm, rl)
-    r3q = mul(*r2, *mul(rh, rm, rl, *q))
-    return add(rh, rm, rl, *add(0.5 * r2[0], 0.5 * r2[1], 0.5 * r2[2], *r3q))
-
-
-def _exp_expm1(xh):
-    """(M, X, Y) for a float x with |x| <= EXP_MAX: exp(x) = 2**M X and expm1(x) = Y, as tds.
-
-    X = T + W with W = T expm1(r). Y = D + 2**M W, D = 2**M T - 1 from the
-    table for |n| <= 2**11 and computed otherwise (exact when 2**M th is in
-    [1/2, 2], by Sterbenz's lemma; else |D| >= 1/2). For |n| < 2**16
-    (|x| < ln 2) W is recomputed from `_expm1_near`, so that its error is
-    relative to r, not 2**-154 absolute.
-    """
-    n = xh.size
-    with _Scratch(n) as s:
-        nf, rh, rm, rl = _k_reduce(s, xh, None, None)
-        e0, b, d = _k_expm1_fast(s, rh, rm, rl)
-        ni = nf.astype(np.int64)
-        r = rh.copy(), rm.copy(), rl.copy()
-        e0, b, d = e0.copy(), b.copy(), d.copy()
+def _k_expm1(s, xh, oh, om, ol):
+    ok = (xh >= EXP_MIN) & (xh <= EXP_MAX)  # False for NaN
+    x = np.where(ok, xh, 0.0)
+    nf, rh, rm, rl = _k_reduce(s, x, None, None)
+    e0, b, d = _k_expm1_fast(s, rh, rm, rl)
+    ni = nf.astype(np.int64)
+    r = rh.copy(), rm.copy(), rl.copy()
+    e0, b, d = e0.copy(), b.copy(), d.copy()
     j = ni & (_NT - 1)
-    (tth, ttm, ttl), (tdh, tdm, tdl) = _tables()
+    big_m = ni >> TABLE_BITS
+    (tth, ttm, ttl), _ = _tables()
     th, tm, tl = tth[j], ttm[j], ttl[j]
-    # W = T E: th e0, th b and tm e0 exact, then renormalised exactly
+    # W = T E (the error of E is 2**-154 absolute): th e0, th b and tm e0 exactly
     thh, thl = split(th)
     e0h, e0l = split(e0)
     p0 = th * e0
@@ -1023,33 +1065,16 @@ def _exp_expm1(xh):
     tmh, tml = split(tm)
     p4 = tm * e0
     p5 = ((tmh * e0h - p4) + tmh * e0l + tml * e0h) + tml * e0l
-    w1, w2 = renorm(p1, p2, p4)[:2]
-    low = (((p3 + p5) + (tm * b + tl * e0)) + w2) + th * d
-    w = renorm(p0, w1, low)
+    w1, w2, w3 = renorm(p1, p2, p4)
+    w = renorm(p0, w1, (((p3 + p5) + (tm * b + tl * e0)) + (w2 + w3)) + th * d)
     near = np.flatnonzero(np.abs(ni) < _NEAR)
-    if near.size:
+    if near.size:  # there expm1(x) < 1: W = T expm1(r) to an error relative to r
         w = tuple(np.array(v) for v in w)
-        e = _expm1_near(*renorm(*(v[near] for v in r)))
+        e = _near_series(*renorm(*(v[near] for v in r)), _EXPM1)
         for v, z in zip(w, mul(th[near], tm[near], tl[near], *e)):
             v[near] = z
-    big_m = ni >> TABLE_BITS
-    x = add(th, tm, tl, *w)
-    small = np.abs(ni) <= _D_HALF
-    k = np.clip(ni, -_D_HALF, _D_HALF) + _D_HALF
-    dd = [tdh[k], tdm[k], tdl[k]]
-    scale = np.ldexp(1.0, big_m)
-    if not small.all():
-        big = np.flatnonzero(~small)
-        f = scale[big]
-        for v, z in zip(dd, add_float(th[big] * f, tm[big] * f, tl[big] * f, -1.0)):
-            v[big] = z
-    y = add(*dd, *(v * scale for v in w))
-    return big_m, x, y
-
-
-def _k_expm1(s, xh, oh, om, ol):
-    ok = (xh >= EXP_MIN) & (xh <= EXP_MAX)
-    _, _, y = _exp_expm1(np.where(ok, xh, 0.0) if not ok.all() else np.asarray(xh, dtype=np.float64).reshape(-1))
+    f = np.ldexp(1.0, big_m)
+    y = add(*_pow2_minus_one(ni, big_m, th, tm, tl), *(v * f for v in w))
     for o, v in zip((oh, om, ol), y):
         o[...] = v
     if not ok.all():
@@ -1066,18 +1091,19 @@ def expm1(x):
     ----------
     x : array_like
         float64 arguments; below EXP_MIN (-inf included) the result is
-        ``(-1, 0, 0)``, NaN and above EXP_MAX it is NaN.
+        ``(-1, 0, 0)``; NaN and above EXP_MAX it is NaN.
 
     Notes
     -----
-    Near 0 the error must be relative to the result, not to 1 as in
-    `exp`. For |x| < ln 2, ``expm1(r)`` comes from `_expm1_near`
-    (relative 2**-154.9), ``T W`` from `mul` (2**-152.7), ``D`` from the
-    table (2**-159); ``D + 2**M T W`` adds terms of at most three times the
-    result (n = 1, r = -L/2 is the worst case), so `add` costs
-    ``3 * 2**-155``. Together below 2**-151.9. For |x| >= ln 2,
-    ``|e**x / (e**x - 1)| <= 2`` and the error of exp doubles at most:
-    ``2**-151.5``.
+    ``expm1(x) = (2**M T_j - 1) + 2**M T_j expm1(r)`` with the reduction of
+    `exp`. Near 0 the error must be relative to the result, not to 1 as
+    in `exp`: for |x| < ln 2 (|n| < 2**16), ``expm1(r)`` comes from
+    `_near_series` (2**-154.8 relative), ``T expm1(r)`` from `mul`
+    (2**-152.7), ``2**M T - 1`` from `_pow2_minus_one` (2**-153), and the
+    last `add` adds terms of at most three times the result (n = 1,
+    r = -L/2 is the worst case): 2**-153.4. Together below 2**-151.4.
+    For |x| >= ln 2, ``|e**x / (e**x - 1)| <= 2`` and `exp`'s 2**-152.5
+    at most doubles.
     """
     return _apply(_k_expm1, (x,), 3)
 
@@ -1086,44 +1112,46 @@ def expm1(x):
 
 _LN2F = math.log(2.0)
 _SERIES_EXP = -60  # below 2**-59 the series v - v**2/2 + v**3/3 is used
+_L_TD = _td_const(_ln2() / _NT)
 
 
-def _log1p_newton(h, m, l, e):
-    """log1p(v) for v = (h + m + l) 2**e >= 2**-60, h in [1, 2): a plain td.
+def _log1p_table(h, m, l, e):
+    """log1p(v) for v = (h + m + l) 2**e in [2**-60, e**EXP_MAX], h in [1, 2): a plain td.
 
-    One Newton step from ``y0 = fl(log1p(v))`` (or ``log(h) + e ln 2`` for
-    v above 2**1000): ``y = y0 + log1p(d)`` with
+    Tang's table-driven logarithm, written so that 1 + v is never formed
+    (it would round v's low bits away): with n = rint(y0 / L), y0 =
+    fl(log1p(v)) (or ``log(h) + e ln 2`` for v above 2**1000),
 
-        d = (1 + v) e**-y0 - 1 = v e**-y0 + expm1(-y0),
+        log1p(v) = n L + log1p(d),  d = v 2**(-n / 2**16) + (2**(-n / 2**16) - 1),
 
-    written so that 1 + v is never formed (it would round away v's low
-    bits). Both terms are about ``v / (1 + v) <= y`` and are known to
-    2**-151.4 (`mul` of v by exp's mantissa) and 2**-151 (`expm1`), their
-    difference d to 2**-155 more (`add`): d is off by at most
-    ``2**-149.9 y``. ``log1p(d) = d - d**2/2 + d**3/3`` (d**2 exact), and
-    ``|d| <= 2**-48 y0`` is checked (else the step repeats), so the
-    dropped ``d**4/4`` is below ``2**-194 y**4 <= 2**-155 y``. The last
-    `add_float` adds ``2**-156 y``. Total ``2**-149.8``.
+    both terms of d from the table. |d| <= 2**-17.4 is checked (else n is
+    taken again from ``n L + log1p(d)``). Errors, relative to y = log1p(v):
+    ``v 2**(-n/2**16)`` is `mul` of s by T (2**-152.6) and at most
+    ``y (1 + 2**-17)``; ``2**(-n/2**16) - 1`` (`_pow2_minus_one`, and at
+    most 2y) 2**-153 of itself; their `add` ``2**-155 * 3y``: d is within
+    ``2**-151.8 y``. `_near_series` adds 2**-154.8 of ``|log1p(d)| <= y``,
+    ``n L`` (`mul_float` of L as a td) 2**-155 of ``nL <= 2y``, the last
+    `add` ``2**-155 * 3y``. Total below ``2**-151 y``.
     """
     hs = h + (m + l)
     y0 = np.log1p(np.ldexp(hs, np.minimum(e, 1000)))
     big = np.flatnonzero(e > 1000)
     if big.size:  # log1p(v) = log(v) + log1p(1/v), 1/v < 2**-1000
         y0[big] = np.log(hs[big]) + e[big] * _LN2F
+    (tth, ttm, ttl), _ = _tables()
     for _ in range(3):
-        big_m, x, y = _exp_expm1(-y0)
-        ph, pm, pl = mul(h, m, l, *x)
-        k = e + big_m  # v exp(-y0) = (s X) 2**(e + M), about v / (1 + v)
-        dh, dm, dl = add(np.ldexp(ph, k), np.ldexp(pm, k), np.ldexp(pl, k), *y)
-        dhh, dhl = split(dh)
-        q = dh * dh
-        qe = ((dhh * dhh - q) + 2.0 * (dhh * dhl)) + dhl * dhl  # d**2 = q + qe (with dm)
-        c = add_dd(dh, dm, dl, -0.5 * q, (dh * q) / 3.0 - (0.5 * qe + dh * dm))
-        y1 = add_float(*c, y0)
-        if np.all(np.abs(dh) <= 2.0**-48 * y0):
-            return y1
-        y0 = y1[0] + (y1[1] + y1[2])
-    raise FloatingPointError("log1p: Newton's step did not settle")  # pragma: no cover
+        n = np.rint(y0 * _INV_L)
+        k = (-n).astype(np.int64)
+        big_m = k >> TABLE_BITS
+        j = k & (_NT - 1)
+        th, tm, tl = tth[j], ttm[j], ttl[j]
+        ph, pm, pl = mul(h, m, l, th, tm, tl)
+        f = e + big_m  # v 2**(-n / 2**16) = (s T_j) 2**(e + M)
+        d = add(np.ldexp(ph, f), np.ldexp(pm, f), np.ldexp(pl, f), *_pow2_minus_one(k, big_m, th, tm, tl))
+        if np.all(np.abs(d[0]) <= 2.0**-17.4):
+            return add(*mul_float(*_L_TD, n), *_near_series(*d, _LOG1P))
+        y0 = n / _INV_L + np.log1p(np.maximum(d[0], -0.5))
+    raise FloatingPointError("log1p: the table index did not settle")  # pragma: no cover
 
 
 def _log1p_series(h, m, l, e):
@@ -1146,7 +1174,7 @@ def _k_log1p(s, sh, sm, sl, se, oh, om, ol, oe):
     tiny = e < _SERIES_EXP
     for idx, f in (
         (np.flatnonzero(tiny), _log1p_series),
-        (np.flatnonzero(~tiny), lambda *a: to_scaled(*_log1p_newton(*a))),
+        (np.flatnonzero(~tiny), lambda *a: to_scaled(*_log1p_table(*a))),
     ):
         if idx.size:
             for o, r in zip((oh, om, ol, oe), f(h[idx], m[idx], l[idx], e[idx])):
@@ -1154,9 +1182,9 @@ def _k_log1p(s, sh, sm, sl, se, oh, om, ol, oe):
 
 
 def log1p(sh, sm, sl, se=None):
-    """log(1 + s) for ``s = (sh + sm + sl) 2**se >= 0``, as ``(h, m, l, e)``, relative error ``<= 2**-149``.
+    r"""log(1 + s) for ``s = (sh + sm + sl) 2**se >= 0``, as ``(h, m, l, e)``, relative error ``<= 2**-150``.
 
-    .. math:: (h + m + l)\\, 2^{e} = \\log\\bigl(1 + (s_h + s_m + s_l)\\, 2^{s_e}\\bigr).
+    .. math:: (h + m + l)\, 2^{e} = \log\bigl(1 + (s_h + s_m + s_l)\, 2^{s_e}\bigr).
 
     Parameters
     ----------
@@ -1165,7 +1193,8 @@ def log1p(sh, sm, sl, se=None):
     se : array_like of int64, default None
         A binary exponent of s (0 when None), as `exp` returns it: a sum of
         exps far below the float64 range keeps its precision, and so does
-        log1p(s), about s there. s may be up to about 2**16383 (e**EXP_MAX).
+        log1p(s), which is about s there. s may be up to e**EXP_MAX (about
+        2**16383).
 
     Returns
     -------
@@ -1176,7 +1205,7 @@ def log1p(sh, sm, sl, se=None):
     Notes
     -----
     For ``s < 2**-59`` the series ``s - s**2/2 + s**3/3`` (2**-154.9,
-    `_log1p_series`), otherwise one Newton step on exp from a float64
-    start (2**-149.8, `_log1p_newton`). Exactly 0 at s = 0.
+    `_log1p_series`), otherwise a table-driven logarithm (2**-151,
+    `_log1p_table`). Exactly 0 at s = 0.
     """
     return _apply(_k_log1p, (sh, sm, sl, se), 3, 1, int_inputs=(3,))
