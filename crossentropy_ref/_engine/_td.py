@@ -1026,11 +1026,21 @@ def _near_series(rh, rm, rl, c):
     p4h = a4h + q5  # Fast2Sum: |q5| < |a4|
     t4 = q5 - (p4h - a4h)
     p4l = t4 + (a4l + (b5 + (rh * p5l + rm * (a5h + rh * c["a6x2"]))))
-    q = add(*c["a3"], *mul_dd(rh, rm, rl, p4h, p4l))
-    r2 = mul(rh, rm, rl, rh, rm, rl)
-    r3q = mul(*r2, *mul(rh, rm, rl, *q))
-    a2 = c["a2"]  # 1/2 or -1/2: the product is exact
-    return add(rh, rm, rl, *add(a2 * r2[0], a2 * r2[1], a2 * r2[2], *r3q))
+    out = tuple(np.empty(rh.shape) for _ in range(3))
+    with _Scratch(rh.size) as s:  # the kernels of mul_dd, add and mul, on pooled buffers
+        t = [s.take() for _ in range(12)]
+        q1, q, r2, r3q = t[0:3], t[3:6], t[6:9], t[9:12]
+        _k_mul_dd(s, rh, rm, rl, p4h, p4l, *q1)
+        _k_add(s, *c["a3"], *q1, *q)
+        _k_mul(s, rh, rm, rl, rh, rm, rl, *r2)
+        _k_mul(s, rh, rm, rl, *q, *q1)  # r q
+        _k_mul(s, *r2, *q1, *r3q)  # r**3 q
+        for v in r2:
+            np.multiply(v, c["a2"], out=v)  # 1/2 or -1/2: exact
+        _k_add(s, *r2, *r3q, *q)
+        _k_add(s, rh, rm, rl, *q, *out)
+        s.free(*t)
+    return out
 
 
 def _pow2_minus_one(k, big_m, th, tm, tl):
@@ -1186,10 +1196,12 @@ def _k_log1p(s, sh, sm, sl, se, oh, om, ol, oe):
     sh, sm, sl = (np.broadcast_to(v, oh.shape) for v in (sh, sm, sl))
     h, m, l, e = to_scaled(sh, sm, sl, None if se is None else np.broadcast_to(se, oh.shape))
     tiny = e < _SERIES_EXP
-    for idx, f in (
-        (np.flatnonzero(tiny), _log1p_series),
-        (np.flatnonzero(~tiny), lambda *a: to_scaled(*_log1p_table(*a))),
-    ):
+    for part, f in ((tiny, _log1p_series), (~tiny, lambda *a: to_scaled(*_log1p_table(*a)))):
+        if part.all():  # one branch for the whole chunk: no gathering
+            for o, r in zip((oh, om, ol, oe), f(h, m, l, e)):
+                o[...] = r
+            return
+        idx = np.flatnonzero(part)
         if idx.size:
             for o, r in zip((oh, om, ol, oe), f(h[idx], m[idx], l[idx], e[idx])):
                 o[idx] = r
