@@ -944,12 +944,14 @@ def exp(xh, xm=None, xl=None):
     - ``T_j`` is a nearest-rounded td: relative error 2**-159 (`_tables`);
     - ``expm1(r) = E`` to 2**-154 absolute (`_k_expm1_fast`), relative
       to ``1 + E >= 1 - 2**-17.4``;
-    - ``T (1 + E)``: th e0, th b and tm e0 are exact products, tm b,
-      tl e0 and th d round (2**-156.7), tm d is dropped (2**-155.7), and
-      four additions at the level of 2**-103 round by 2**-154.3 together.
+    - ``T (1 + E)``, in units of th: th e0, th b and tm e0 are exact
+      products; th d rounds by 2**-157.7 (tm b and tl e0 by less than
+      2**-173); tm d is dropped (2**-156.7); the low-order sum rounds four
+      times at the level of 2**-103 (th d, tl, f1 + f4 and the total):
+      2**-154.35. Together 2**-154.
 
-    Total below ``2**-159 + 2**-171 + 2**-154 + 2**-153.3 < 2**-152.5``
-    (measured: 2**-157).
+    Total below ``2**-159 + 2**-171 + 2**-154 + 2**-154 < 2**-152.9``
+    (measured: 2**-157.3).
 
     Cost: about 300 passes over a chunk, three table gathers.
 
@@ -1150,12 +1152,18 @@ def _log1p_table(h, m, l, e):
 
     both terms of d from the table. |d| <= 2**-17.4 is checked (else n is
     taken again from ``n L + log1p(d)``). Errors, relative to y = log1p(v):
-    ``v 2**(-n/2**16)`` is `mul` of s by T (2**-152.6) and at most
-    ``y (1 + 2**-17)``; ``2**(-n/2**16) - 1`` (`_pow2_minus_one`, and at
-    most 2y) 2**-153 of itself; their `add` ``2**-155 * 3y``: d is within
-    ``2**-151.8 y``. `_near_series` adds 2**-154.8 of ``|log1p(d)| <= y``,
-    ``n L`` (`mul_float` of L as a td) 2**-155 of ``nL <= 2y``, the last
-    `add` ``2**-155 * 3y``. Total below ``2**-151 y``.
+
+    - ``v 2**(-n/2**16)``, at most ``y (1 + 2**-17)``: `mul` of s by T,
+      2**-152.6;
+    - ``2**(-n/2**16) - 1``, at most 2y: 2**-159 of itself from the table
+      D; computed (`_pow2_minus_one`, |n| > 2**11, so y > 2**-5.5) T's
+      2**-159, and `add_float`'s 2**-155 when y > ln 2: below 2**-153.4 y;
+    - their `add`: ``2**-155 * 3y``; so d is within ``2**-151.5 y``;
+    - `_near_series`: 2**-154.8 of ``|log1p(d)| <= y``; ``n L``
+      (`mul_float` of L as a td): 2**-155 of ``nL <= 2y``; the last `add`:
+      ``2**-155 * 3y``.
+
+    Total ``(1 + 0.1 + 0.18 + 0.27) 2**-151.5 y``, below ``2**-150.8 y``.
     """
     hs = h + (m + l)
     y0 = np.log1p(np.ldexp(hs, np.minimum(e, 1000)))
@@ -1231,7 +1239,7 @@ def log1p(sh, sm, sl, se=None):
     Notes
     -----
     For ``s < 2**-59`` the series ``s - s**2/2 + s**3/3`` (2**-154.9,
-    `_log1p_series`), otherwise a table-driven logarithm (2**-151,
-    `_log1p_table`). Exactly 0 at s = 0.
+    `_log1p_series`), otherwise a table-driven logarithm
+    (`_log1p_table`, 2**-150.8). Exactly 0 at s = 0.
     """
     return _apply(_k_log1p, (sh, sm, sl, se), 3, 1, int_inputs=(3,))
