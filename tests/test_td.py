@@ -250,6 +250,18 @@ class TestExp:
         assert col[0].shape == (5, 3)
         np.testing.assert_array_equal(col[0][:, 2], td.exp(x[0][:5], x[1][:5])[0])
 
+    def test_threads_get_their_own_buffers(self):
+        # The scratch buffers are per thread: two threads at once give the sequential values.
+        from concurrent.futures import ThreadPoolExecutor
+
+        args = [_exp_arguments(seed, td.CHUNK + 100) for seed in (20, 21, 22, 23)]
+        want = [td.exp(*x) for x in args]
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda x: td.exp(*x), args))
+        for g, w in zip(got, want):
+            for a, b in zip(g, w):
+                np.testing.assert_array_equal(a, b)
+
     def test_does_not_write_into_its_arguments(self):
         x = _exp_arguments(11, 100)
         copies = [v.copy() for v in x]
