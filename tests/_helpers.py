@@ -13,6 +13,8 @@ Expected values come from three sources only:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass, field
 
 import mpmath
@@ -21,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from crossentropy_ref._engine import _jit
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -37,6 +41,34 @@ PARITY_BOUND = 50.0
 
 # mpmath ground truth: significant decimal digits of every mp_* computation.
 MP_DPS = 50
+
+# The package's two engines (issue 16): numpy everywhere, and the compiled kernels
+# where numba is installed. Accuracy tests run on each; "compiled" is the default.
+ENGINES = ("numpy", "compiled") if _jit.AVAILABLE else ("numpy",)
+DEFAULT_ENGINE = ENGINES[-1]
+
+
+@contextlib.contextmanager
+def using_engine(name: str):
+    """Compute with one engine inside the block (the package's private switch)."""
+    old = _jit._STATE["engine"]
+    _jit.set_engine("numpy" if name == "numpy" else "auto")
+    try:
+        yield
+    finally:
+        _jit._STATE["engine"] = old
+
+
+def with_engine(fn):
+    """Run ``fn(..., engine)`` (its last argument) under `using_engine`."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        engine = kwargs.get("engine", args[-1] if args and args[-1] in ENGINES else DEFAULT_ENGINE)
+        with using_engine(engine):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 # ---------------------------------------------------------------------------

@@ -51,6 +51,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _helpers import (
+    DEFAULT_ENGINE,
+    ENGINES,
     MP_DPS,
     TORCH_SOFTMAX_FAMILY,
     MpRow,
@@ -62,6 +64,7 @@ from _helpers import (
     torch_cross_entropy,
     torch_nll_loss,
     ulp_errors,
+    with_engine,
 )
 
 import crossentropy_ref as ce
@@ -283,7 +286,8 @@ def _unlayout(case: MultiClassCase, a: np.ndarray, classes: bool) -> np.ndarray:
 
 
 @functools.cache
-def multiclass_errors(family: str, name: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+@with_engine
+def multiclass_errors(family: str, name: str, engine: str = DEFAULT_ENGINE) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """{quantity: (ulp errors of ours, ulp errors of torch float64, kappa)} for one case.
 
     kappa is the condition number of each gradient entry (1 for every other quantity).
@@ -429,7 +433,8 @@ BINARY_CASES = _binary_cases()
 
 
 @functools.cache
-def binary_errors(family: str, name: str):
+@with_engine
+def binary_errors(family: str, name: str, engine: str = DEFAULT_ENGINE):
     x, t, w, pw = BINARY_CASES[family][name]
     ones = np.ones_like(x)
     w1, pw1 = (ones if a is None else a for a in (w, pw))
@@ -470,7 +475,8 @@ MILLION = 10**6
 
 
 @functools.cache
-def million_errors():
+@with_engine
+def million_errors(engine: str = DEFAULT_ENGINE):
     """'sum' and 'mean' over 10**6 positions, for cross_entropy, nll_loss and the binary loss.
 
     The exact value: the positions repeat 500 distinct rows (gaps up to 700,
@@ -518,7 +524,8 @@ def million_errors():
 
 
 @functools.cache
-def mixed_sign_errors():
+@with_engine
+def mixed_sign_errors(engine: str = DEFAULT_ENGINE):
     """'sum' and 'mean' whose terms cancel: negative class weights, over thousands of positions.
 
     - cross_entropy: 2000 pairs of positions whose losses are equal and whose weights
@@ -631,25 +638,29 @@ def _assert_ulp(errors, allow, where):
     assert bad.size == 0, f"{where}: {bad.size} entries above the bound, worst {errors.max():.3g} ulp"
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("family", "name"), CASES, ids=[f"{f}: {n}" for f, n in CASES])
-def test_multiclass_within_4_ulp(family, name):
-    for q, (e_o, _, _) in multiclass_errors(family, name).items():
+def test_multiclass_within_4_ulp(family, name, engine):
+    for q, (e_o, _, _) in multiclass_errors(family, name, engine).items():
         _assert_ulp(e_o, MAX_ULP, f"{family} / {name} / {q}")
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("family", "name"), [(f, n) for f in BINARY_CASES for n in BINARY_CASES[f]])
-def test_binary_within_4_ulp(family, name):
-    for q, (e_o, _) in binary_errors(family, name).items():
+def test_binary_within_4_ulp(family, name, engine):
+    for q, (e_o, _) in binary_errors(family, name, engine).items():
         _assert_ulp(e_o, MAX_ULP, f"{family} / {name} / {q}")
 
 
-def test_reductions_over_a_million_positions_within_4_ulp():
-    for q, e in million_errors().items():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_reductions_over_a_million_positions_within_4_ulp(engine):
+    for q, e in million_errors(engine).items():
         _assert_ulp(e, MAX_ULP, q)
 
 
-def test_mixed_sign_sums_within_4_ulp():
-    for q, e in mixed_sign_errors().items():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_mixed_sign_sums_within_4_ulp(engine):
+    for q, e in mixed_sign_errors(engine).items():
         _assert_ulp(e, MAX_ULP, q)
 
 

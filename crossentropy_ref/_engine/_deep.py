@@ -344,13 +344,17 @@ def grad_deep(pb: Problem, idx: np.ndarray, g3: np.ndarray, denom: Fraction | No
             kk = r.k
             bk = (bh[rows, kk], bm[rows, kk], bl[rows, kk])
             rest = td.sub(ah, am, al, *bk)
-            s_plain = _scale(r.sh, r.sm, r.sl, r.se)
-            u = td.mul(*td.mul(*s_plain, rh, rm, rl), ah, am, al)
-            kh, km, kl = td.sub(*rest, *u)
+            # a s / (1 + s) at s's own exponent (s may be e**-740), rest at its own.
+            u = td.mul(*td.mul(r.sh, r.sm, r.sl, rh, rm, rl), ah, am, al)
+            _, er = np.frexp(rest[0])
+            ek = np.where(rest[0] == 0, r.se, np.maximum(r.se, er.astype(np.int64)))
+            rest_s = _scale(*rest, -ek)
+            u_s = _scale(*u, r.se - ek)
+            kh, km, kl = td.sub(*rest_s, *u_s)
             for arr, val in ((gh, kh), (gm, km), (gl, kl)):
                 arr[rows, kk] = np.where(near, val, arr[rows, kk])
-            mag[rows, kk] = np.where(near, np.abs(rest[0]) + np.abs(u[0]), mag[rows, kk])
-            e_ent[rows, kk] = np.where(near, 0, e_ent[rows, kk])
+            mag[rows, kk] = np.where(near, np.abs(rest_s[0]) + np.abs(u_s[0]), mag[rows, kk])
+            e_ent[rows, kk] = np.where(near, ek, e_ent[rows, kk])
         gh, gm, gl = td.mul(gh, gm, gl, fh, fm, fl)
         v = td.to_float(gh, gm, gl, e_ent + fe)
         with np.errstate(over="ignore"):
