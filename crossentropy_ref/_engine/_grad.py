@@ -30,10 +30,14 @@ import threading
 import numpy as np
 
 from . import _dd as dd
+from . import _jit
 from . import _softgrad as sg
+from ._eft import two_sum
+from ._pexp import exp_pair
 from ._blocks import iter_blocks, run_blocks, workspace
 from ._driver import count
 from ._family import mul_round
+from ._dd import smoothing_pairs
 from ._loss import Problem
 from ._rows import U, rows
 
@@ -48,7 +52,9 @@ def index_grad_block(pb: Problem, zb, yb, g, ws, inv_d) -> np.ndarray:
 
     ``inv_d = (h, l, e)``: 1 / D as a pair times 2**e (1 for 'sum' and 'none').
     """
-    r, (xh, xl, eh, el) = rows(zb, ws, keep_terms=True)
+    compiled = _jit.enabled()
+    got = rows(zb, ws, keep_terms=not compiled)
+    r, (xh, xl, eh, el) = (got, (None,) * 4) if compiled else got
     valid = yb != pb.ignore_index
     yc = np.where(valid, yb, 0)
     ih, il, ie = inv_d
@@ -69,18 +75,34 @@ def index_grad_block(pb: Problem, zb, yb, g, ws, inv_d) -> np.ndarray:
         sFh, sFl = _scale_pair(Fh, Fl, fe)
     # (Below 2**995 too: mul_round splits F by Dekker's method, which overflows beyond.)
     folded = (np.abs(sFh) < 2.0**995) & ((np.abs(sFh) >= 2.0**-1022) | (Fh == 0))
-    if folded.all():
-        mul_round(eh, el, sFh, sFl, g, ws)
+    Gh, Gl = (sFh, sFl) if folded.all() else (np.where(folded, sFh, Fh), np.where(folded, sFl, Fl))
+    if compiled:
+        mm = np.ascontiguousarray(r.m)
+        if zb.shape[2] == 1 and zb.strides[1] == 8 and (zb.shape[0] == 1 or zb.strides[0] == 8 * zb.shape[1]) \
+                and g.strides[1] == 8:
+            bn, c = zb.shape[0], zb.shape[1]
+            _jit.grad_fill2d(zb.reshape(bn, c), mm.reshape(bn), Gh.reshape(bn), Gl.reshape(bn),
+                             g.reshape(bn, c), _jit.constants()[0])
+        else:
+            _jit.grad_fill(zb, mm, Gh, Gl, g, _jit.constants()[0])
     else:
-        mul_round(eh, el, np.where(folded, sFh, Fh), np.where(folded, sFl, Fl), g, ws)
+        mul_round(eh, el, Gh, Gl, g, ws)
+    if not folded.all():
         extra = np.where(folded, 0, fe)
         with np.errstate(over="ignore"):
             g[...] = np.ldexp(g, np.broadcast_to(extra, g.shape))
     # The target's entry f (q_y - 1).
     at_max = yc == r.k
     with np.errstate(invalid="ignore", over="ignore"):
-        ey_h = np.take_along_axis(eh, yc, axis=1)
-        ey_l = np.take_along_axis(el, yc, axis=1)
+        if compiled:  # exp(z_y - m) for the target only, by the numpy engine's pair exp
+            mm = np.where(r.ok, r.m, 0.0)
+            dh, dl = two_sum(np.take_along_axis(zb, yc, axis=1), -mm)
+            dl = np.where(np.isfinite(dh), dl, 0.0)
+            ey_h, ey_l = np.empty(dh.shape), np.empty(dh.shape)
+            exp_pair(dh, dl, ey_h, ey_l, workspace(dh.shape))
+        else:
+            ey_h = np.take_along_axis(eh, yc, axis=1)
+            ey_l = np.take_along_axis(el, yc, axis=1)
         qh, ql = dd.mul(ey_h, ey_l, rh, rl)
         th, tl = dd.add(qh, ql, -1.0, 0.0)  # q_y - 1 in [-1, -1/2]: no cancellation beyond 3
         # y = k: q_k - 1 = -s / (1 + s), without the cancellation.
@@ -109,6 +131,8 @@ def soft_grad_block(pb: Problem, zb, tb, g, den_eff: float | None) -> np.ndarray
     `den_eff` divides the scaled result (D 2**-w_exp, or 2**-w_exp alone).
     Returns the mask of positions for the deep tier.
     """
+    if _jit.enabled():
+        return _soft_grad_compiled(pb, zb, tb, g, den_eff)
     k = np.argmax(zb, axis=1, keepdims=True)
     m = np.take_along_axis(zb, k, axis=1)
     if pb.probabilities:
@@ -125,6 +149,23 @@ def soft_grad_block(pb: Problem, zb, tb, g, den_eff: float | None) -> np.ndarray
         hard &= valid
         np.copyto(g, 0.0, where=~valid)
     return hard
+
+
+def _soft_grad_compiled(pb: Problem, zb, tb, g, den_eff) -> np.ndarray:
+    """soft_grad_block by the fused double-double kernel (`_jit.soft_grad`)."""
+    bn, c, bs = zb.shape
+    (oh, ol), (eh, el) = smoothing_pairs(pb.eps, pb.c)
+    hard = np.zeros((bn, bs), dtype=np.bool_)
+    w = pb.ws if pb.ws is not None else np.ones(1)
+    if pb.probabilities:
+        pt, yv = tb, np.zeros((1, 1), dtype=np.int64)
+    else:
+        pt = np.zeros((1, 1, 1))
+        yv = np.where(tb[:, 0, :] == pb.ignore_index, -1, tb[:, 0, :]).astype(np.int64)
+    _jit.soft_grad(zb, pt, yv, pb.probabilities, w, pb.ws is not None, oh, ol, eh, el, pb.eps != 0.0,
+                   pb.w_total[0], pb.w_total[1], 1.0 if den_eff is None else float(den_eff), g, hard,
+                   sg.DD_BOUND, sg.DD_FLOOR, sg._TIER_SHARE, _jit.constants()[1], np.empty(c), np.empty(c))
+    return hard[:, None, :]
 
 
 def grad(pb: Problem, inv_d, den_eff, deep) -> np.ndarray:
@@ -162,7 +203,9 @@ def grad(pb: Problem, inv_d, den_eff, deep) -> np.ndarray:
     if n * s:
         # The double-double tier makes dozens of temporaries per block: smaller blocks bound
         # their memory; it runs on one thread (its many short numpy calls keep taking the GIL).
-        run_blocks(fill, iter_blocks(n, c, s, elements=sg.BLOCK_ELEMENTS if soft else None), parallel=not soft)
+        compiled = _jit.enabled()
+        size = _jit.block_elements() if compiled else (sg.BLOCK_ELEMENTS if soft else None)
+        run_blocks(fill, iter_blocks(n, c, s, elements=size), parallel=compiled or not soft)
     if pending:
         idx = np.concatenate(pending)
         count("deep", len(idx))

@@ -1,26 +1,41 @@
-"""Compiled kernels (numba) for the first tier: the same arithmetic, fused into one pass.
+"""Compiled kernels (numba) for the first tier: the same quantities, in one pass over the logits.
 
 numba is optional (the ``fast`` extra). When it imports, and unless
-``CROSSENTROPY_REF_ENGINE=numpy``, the block functions call these kernels in
-place of their numpy passes. Each kernel performs the *same sequence of
-float64 operations* as its numpy counterpart (no fused multiply-add, no
-reassociation: numba's default strict IEEE mode), so both engines return
-identical bits; ``tests/test_engine.py`` checks that on every accuracy input.
-What changes is the memory traffic: one pass over the logits instead of a few
-dozen, with every intermediate in registers.
+``CROSSENTROPY_REF_ENGINE=numpy``, the first pass over each block runs here
+instead of as numpy passes: max and argmax, the exact shift, ``exp`` as a
+pair, the pairwise TwoSum sums, ``log1p`` of the sum, and the bounds, with
+every intermediate in registers. The arithmetic differs in one place from
+the numpy engine's: ``exp`` is evaluated with fused multiply-adds and no
+table (`_exp2`), because a table lookup keeps the loop from vectorising;
+its error bound is derived below and both engines' results are held to the
+same 4 ulp by the same tests (``tests/test_accuracy.py`` runs each).
 
-Kernels are compiled on first use and cached on disk (numba's ``cache=True``),
-and release the GIL, so the engine's thread pool runs blocks in parallel.
+``_exp2(xh, xl)``: with ``k = rint(x / ln 2)``, ``r = x - k ln 2`` (|r| <=
+0.347; ``x - k L1`` exact by the FMA, the rest of the reduction kept as a
+low part ``rl`` by TwoSum), ``exp(x) = 2**k (1 + r + r**2/2 + c + rl (1 +
+...))`` with ``r**2`` exact (FMA), ``c = r**3 (1/6 + r/24 + ... + r**12/15!)``
+(truncation below ``r**13 / 16! < 2**-63``, evaluation error below
+``3u |c| < 2**-59.5``), and the sum ``1 + r + r**2/2`` kept exactly by two
+Fast2Sums. What remains are four roundings of a low part below 0.0071:
+``2**-58.2``. Relative bound `EPS` = 2**-56 (measured worst: 2**-58.3).
+
+Kernels are compiled on first use and cached on disk (numba's ``cache=True``).
+They take every constant as an argument, so a cached kernel can never hold
+stale constants; and they release the GIL, so the engine's thread pool runs
+blocks in parallel.
 """
 
 from __future__ import annotations
 
+import decimal
+import functools
 import math
 import os
+from fractions import Fraction
 
 import numpy as np
 
-from . import _pexp
+from . import _dd
 
 try:  # numba is optional
     import numba
@@ -29,6 +44,11 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 
 _SETTING = os.environ.get("CROSSENTROPY_REF_ENGINE", "auto").strip().lower()
 AVAILABLE = numba is not None
+_STATE = {"engine": "numpy" if _SETTING == "numpy" else "auto"}
+
+# Relative error bound of _exp2 (module docstring), and of the row sums built on it.
+EPS = 2.0**-56
+ABS = 2.0**-1074
 
 
 def enabled() -> bool:
@@ -36,7 +56,11 @@ def enabled() -> bool:
     return AVAILABLE and _STATE["engine"] != "numpy"
 
 
-_STATE = {"engine": "numpy" if _SETTING == "numpy" else "auto"}
+def block_elements() -> int | None:
+    """Logits per block: larger with the compiled kernels, whose per-block scratch is a few
+    small arrays, so that the per-block Python work (a few dozen numpy calls on
+    per-position arrays, the exact sums) is spread over more logits. None: the default."""
+    return 1 << 20 if enabled() else None
 
 
 def set_engine(name: str) -> None:
@@ -44,18 +68,40 @@ def set_engine(name: str) -> None:
     _STATE["engine"] = name
 
 
-if numba is not None:
-    _SHIFT = 1.5 * 2.0**52  # as in _pexp (a property of float64, not a tuning)
-    _jit = numba.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
-    _inline = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
+@functools.cache
+def constants() -> tuple:
+    """(K, DT): the constants of `_exp2` and the double-double exp's tables, as kernel arguments."""
+    ln2 = Fraction(decimal.Context(prec=60).ln(2))
+    e = math.frexp(float(ln2))[1]
+    unit = Fraction(2) ** (e - 32)
+    l1 = math.floor(ln2 / unit) * unit  # 32 bits: k L1 is exact for |k| < 2**21
+    rest = ln2 - l1
+    l2 = float(rest)
+    l3 = float(rest - Fraction(l2))
+    coeffs = tuple(float(Fraction(1, math.factorial(j))) for j in range(3, 16))  # 1/3! .. 1/15!
+    k = (float(1 / ln2), float(l1), l2, l3) + coeffs
+    t_hi, t_lo = _dd._table()
+    dt = (np.ascontiguousarray(t_hi), np.ascontiguousarray(t_lo), _dd._INV_L, _dd._L1, _dd._L2, _dd._L3, _dd._L4)
+    return k, dt
 
+
+if numba is not None:
     from llvmlite import ir
     from numba.core import types
     from numba.extending import intrinsic
 
     @intrinsic
+    def _fma(typingctx, a, b, c):
+        """a * b + c rounded once (llvm.fma: the hardware instruction where there is one)."""
+
+        def codegen(context, builder, signature, args):
+            return builder.fma(*args)
+
+        return types.float64(types.float64, types.float64, types.float64), codegen
+
+    @intrinsic
     def _f2i(typingctx, x):
-        """The bits of a float64 as an int64 (a bitcast, free)."""
+        """The bits of a float64 as an int64."""
 
         def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], ir.IntType(64))
@@ -64,115 +110,150 @@ if numba is not None:
 
     @intrinsic
     def _i2f(typingctx, x):
-        """An int64's bits as a float64 (a bitcast, free)."""
+        """An int64's bits as a float64."""
 
         def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], ir.DoubleType())
 
         return types.float64(types.int64), codegen
 
+    _SHIFT = 1.5 * 2.0**52  # adding it rounds a float below 2**51 to an integer (ties to even)
     _SHIFT_BITS = int(np.array(_SHIFT).view(np.int64))
+    _jit = numba.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
+    _inline = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 
     @_inline
-    def _exp_pair(xh, xl, K, t_hi, t_lo):
-        """exp(xh + xl) as (hi, lo): _pexp.exp_pair, operation for operation, without branches.
+    def _exp2(xh, xl, K):
+        """exp(xh + xl) as (hi, lo) within EPS (see the module docstring); (0, 0) at or below -1100."""
+        inv_ln2, l1, l2, l3, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15 = K
+        x = xh if xh > -1100.0 else -1100.0
+        xl = xl if xh > -1100.0 else 0.0
+        t = _fma(x, inv_ln2, _SHIFT)
+        ki = _f2i(t) - _SHIFT_BITS
+        kf = t - _SHIFT
+        r1 = _fma(-kf, l1, x)  # exact
+        p = kf * l2
+        pe = _fma(kf, l2, -p)  # kf l2 = p + pe exactly
+        r = r1 - p  # TwoSum(r1, -p)
+        bp = r - r1
+        ap = r - bp
+        rl = ((r1 - ap) + (-p - bp)) - pe + xl - kf * l3
+        r2h = r * r
+        r2l = _fma(r, r, -r2h)  # r**2 = r2h + r2l exactly
+        c = _fma(p15, r, p14)
+        c = _fma(c, r, p13)
+        c = _fma(c, r, p12)
+        c = _fma(c, r, p11)
+        c = _fma(c, r, p10)
+        c = _fma(c, r, p9)
+        c = _fma(c, r, p8)
+        c = _fma(c, r, p7)
+        c = _fma(c, r, p6)
+        c = _fma(c, r, p5)
+        c = _fma(c, r, p4)
+        c = _fma(c, r, p3)
+        c = c * r * r2h
+        h1 = 1.0 + r  # Fast2Sum: |r| < 1
+        e1 = (1.0 - h1) + r
+        hh = 0.5 * r2h
+        h2 = h1 + hh  # Fast2Sum: |h1| > 0.6 > r**2 / 2
+        e2 = (h1 - h2) + hh
+        lo = (((e1 + e2) + 0.5 * r2l) + c) + rl * h2
+        g1 = ki if ki > -1022 else -1022
+        g2 = ki - g1
+        g2 = g2 if g2 > -1022 else -1022
+        f1 = _i2f((g1 + 1023) << 52)
+        f2 = _i2f((g2 + 1023) << 52)
+        return (h2 * f1) * f2, (lo * f1) * f2
 
-        K = (FLOOR, INV_L, L1, L2, L3, C3, C4, C5): passed in, not frozen as globals,
-        so that numba's on-disk cache can never hold stale constants.
-        """
-        floor, inv_l, l1, l2, l3, c3, c4, c5 = K
-        x = xh if xh > floor else floor
-        xl = xl if xh > floor else 0.0
-        t = x * inv_l
-        t = t + _SHIFT
-        ni = _f2i(t) - _SHIFT_BITS
-        n = t - _SHIFT
-        r = x - n * l1
-        r = r - n * l2
-        r = r - n * l3
-        r = r + xl
-        q = r * c5
-        q = q + c4
-        q = q * r
-        q = q + c3
-        q = q * r
-        q = q + 0.5
-        q = q * r
-        q = q * r
-        q = q + r
-        j = ni & 127
+    @_inline
+    def _dd_exp(xh, xl, DT):
+        """exp(xh + xl) as a double-double within 2**-99: crossentropy_ref._engine._dd.exp."""
+        t_hi, t_lo, inv_l, l1, l2, l3, l4 = DT
+        if not (xh > -1100.0 and xh <= 1.0):
+            return 0.0, 0.0
+        n = np.rint(xh * inv_l)
+        t = xh - n * l1
+        b = -(n * l2)
+        rh = t + b
+        bp = rh - t
+        e1 = (t - (rh - bp)) + (b - bp)
+        b = -(n * l3)
+        s = rh + b
+        bp = s - rh
+        e2 = (rh - (s - bp)) + (b - bp)
+        rh = s
+        s = rh + xl
+        bp = s - rh
+        e3 = (rh - (s - bp)) + (xl - bp)
+        rh = s
+        rl = (e1 + e2) + (e3 - n * l4)
+        sh = rh * rh
+        sl = _fma(rh, rh, -sh) + 2.0 * rh * rl
+        tail = sh * (rh * (1.0 / 6.0) + sh * (1.0 / 24.0 + rh * (1.0 / 120.0 + rh * (1.0 / 720.0))))
+        hs = 0.5 * sh
+        ph = rh + hs
+        bp = ph - rh
+        e = (rh - (ph - bp)) + (hs - bp)
+        pl = e + (rl + (0.5 * sl + tail))
+        ni = np.int64(n)
+        j = ni & 16383
+        m = ni >> 14
         th = t_hi[j]
-        lo = th * q
-        lo = lo + t_lo[j]
-        m = ni >> 7
-        e1 = m if m > -1022 else -1022
-        e2 = m - e1
-        e2 = e2 if e2 > -1022 else -1022
-        f1 = _i2f((e1 + 1023) << 52)
-        f2 = _i2f((e2 + 1023) << 52)
-        return (th * f1) * f2, (lo * f1) * f2
+        tl = t_lo[j]
+        q = th * ph
+        qe = _fma(th, ph, -q)
+        lo = qe + (th * pl + tl * ph) + tl
+        hi = th + q
+        lo = lo + (q - (hi - th))
+        h2 = hi + lo
+        lo = lo - (h2 - hi)
+        return math.ldexp(h2, m), math.ldexp(lo, m)
 
     @_inline
-    def _two_sum(a, b):
-        s = a + b
-        bp = s - a
+    def _log1p(sh, sl, DT):
+        """log1p(sh + sl) as a pair, relative error below 2**-95: _rows.log1p_pair."""
+        h = sh + sl
+        sl = sl - (h - sh)
+        sh = h
+        if sh < 2.0**-20:
+            p = sh * sh
+            pe = _fma(sh, sh, -p)
+            half_sq = 0.5 * p
+            half_lo = 0.5 * (pe + 2.0 * sh * sl)
+            tail = sh * sh * sh * (1.0 / 3.0 - sh * (0.25 - sh * 0.2))
+            a = sh - half_sq
+            bp = a - sh
+            ae = (sh - (a - bp)) + (-half_sq - bp)
+            return a, ae + (sl - half_lo + tail)
+        y0 = math.log1p(sh)
+        eh, el = _dd_exp(-y0, 0.0, DT)
+        oh = 1.0 + sh  # TwoSum(1, sh): sh may exceed 1
+        bp = oh - 1.0
+        ol = ((1.0 - (oh - bp)) + (sh - bp)) + sl
+        ph = oh * eh
+        pl = _fma(oh, eh, -ph) + (oh * el + ol * eh)
+        rh = ph - 1.0
+        r = rh + pl
+        corr = r - r * r * (0.5 - r * (1.0 / 3.0))
+        lh = y0 + corr
+        return lh, corr - (lh - y0)
+
+    @_inline
+    def _two_sum_acc(acc_h, acc_l, h, l):
+        s = acc_h + h
+        bp = s - acc_h
         ap = s - bp
-        return s, (a - ap) + (b - bp)
+        return s, (acc_l + l) + ((acc_h - ap) + (h - bp))
+
+    _B = 256  # terms per inner block: the scratch stays in L1, the tree's levels vectorise
 
     @_jit
-    def row_stats(z, m_out, k_out, sh_out, sl_out, tiny_out, th, tl, K, t_hi, t_lo, minx):
-        """Per position of z (bn, C, bs): max, first argmax, s = sum_{j != k} exp(z_j - m) as a
-        pair (the halving TwoSum tree of _rows.tree_sum), and the count of terms below
-        exp(_MINX). `th`, `tl` are (C,) scratch arrays. Positions whose maximum is not
-        finite are computed with a shift of 0 (callers mask them)."""
-        bn, c, bs = z.shape
-        for i in range(bn):
-            for p in range(bs):
-                m = z[i, 0, p]
-                k = 0
-                for j in range(1, c):
-                    v = z[i, j, p]
-                    if v > m or (v != v and m == m):
-                        m = v
-                        k = j
-                    if m != m:
-                        break
-                m_out[i, 0, p] = m
-                k_out[i, 0, p] = k
-                mm = m if (m - m) == 0.0 else 0.0
-                tiny = 0
-                for j in range(c):
-                    v = z[i, j, p]
-                    s = v - mm
-                    bp = s - v
-                    ap = s - bp
-                    err = (v - ap) - (bp + mm)
-                    tiny += (s < minx) & (s > -np.inf)
-                    h, l = _exp_pair(s, err, K, t_hi, t_lo)
-                    th[j] = h
-                    tl[j] = l
-                th[k] = 0.0
-                tl[k] = 0.0
-                n = c
-                while n > 1:
-                    half = n // 2
-                    for j in range(half):
-                        a = th[j]
-                        b = th[n - half + j]
-                        s = a + b
-                        bp = s - a
-                        ap = s - bp
-                        e = (a - ap) + (b - bp)
-                        tl[j] = (tl[j] + tl[n - half + j]) + e
-                        th[j] = s
-                    n -= half
-                sh_out[i, 0, p] = th[0]
-                sl_out[i, 0, p] = tl[0]
-                tiny_out[i, 0, p] = tiny
-
-    @_jit
-    def row_stats_2d(z, m_out, k_out, sh_out, sl_out, tiny_out, th, tl, K, t_hi, t_lo, minx):
-        """row_stats for a C-contiguous (bn, C) block (bs = 1): contiguous loops that vectorize."""
+    def rows2d(z, m_out, k_out, sh_out, sl_out, tiny_out, lh_out, ll_out, K, DT, minx, bh, bl):
+        """The first pass over a C-contiguous (bn, C) block: per row the max, its first index,
+        s = sum_{j != k} exp(z_j - m) as a pair (blocks of _B terms summed by the halving
+        TwoSum tree, then added by TwoSum), the count of terms below exp(minx), and
+        L = log1p(s). A row holding NaN gets m = NaN; callers mask rows without a finite max."""
         bn, c = z.shape
         for i in range(bn):
             row = z[i]
@@ -188,7 +269,7 @@ if numba is not None:
                     if row[j] == m:
                         k = j
                         break
-            else:  # as numpy's argmax: the first NaN
+            else:
                 for j in range(c):
                     if row[j] != row[j]:
                         k = j
@@ -198,38 +279,409 @@ if numba is not None:
             k_out[i] = k
             mm = m if (m - m) == 0.0 else 0.0
             tiny = 0
+            acc_h = 0.0
+            acc_l = 0.0
+            for j0 in range(0, c, _B):
+                n = min(_B, c - j0)
+                for j in range(n):
+                    v = row[j0 + j]
+                    s = v - mm
+                    bp = s - v
+                    ap = s - bp
+                    err = (v - ap) - (bp + mm)
+                    tiny += (s < minx) & (s > -np.inf)
+                    h, l = _exp2(s, err, K)
+                    bh[j] = h
+                    bl[j] = l
+                if j0 <= k < j0 + n:
+                    bh[k - j0] = 0.0
+                    bl[k - j0] = 0.0
+                nn = n
+                while nn > 1:
+                    half = nn // 2
+                    off = nn - half
+                    for j in range(half):
+                        a = bh[j]
+                        b = bh[off + j]
+                        s = a + b
+                        bp = s - a
+                        ap = s - bp
+                        bl[j] = (bl[j] + bl[off + j]) + ((a - ap) + (b - bp))
+                        bh[j] = s
+                    nn -= half
+                acc_h, acc_l = _two_sum_acc(acc_h, acc_l, bh[0], bl[0])
+            h = acc_h + acc_l
+            sh_out[i] = h
+            sl_out[i] = acc_l - (h - acc_h)
+            tiny_out[i] = tiny
+            lh, ll = _log1p(h, acc_l - (h - acc_h), DT)
+            lh_out[i] = lh
+            ll_out[i] = ll
+
+    @_jit
+    def rows3d(z, m_out, k_out, sh_out, sl_out, tiny_out, lh_out, ll_out, K, DT, minx, th, tl):
+        """rows2d for a (bn, C, bs) block whose positions are contiguous along the last axis:
+        the loops run over positions innermost (they vectorise), the classes outermost; the
+        tree adds the upper half of the classes onto the lower half. th, tl: (C, bs) scratch."""
+        bn, c, bs = z.shape
+        for i in range(bn):
+            for p in range(bs):
+                m_out[i, 0, p] = z[i, 0, p]
+                k_out[i, 0, p] = 0
+                tiny_out[i, 0, p] = 0
+            for j in range(1, c):
+                for p in range(bs):
+                    v = z[i, j, p]
+                    m = m_out[i, 0, p]
+                    if v > m or (v != v and m == m):
+                        m_out[i, 0, p] = v
+                        k_out[i, 0, p] = j
+            for j in range(c):
+                for p in range(bs):
+                    m = m_out[i, 0, p]
+                    mm = m if (m - m) == 0.0 else 0.0
+                    v = z[i, j, p]
+                    s = v - mm
+                    bp = s - v
+                    ap = s - bp
+                    err = (v - ap) - (bp + mm)
+                    tiny_out[i, 0, p] += (s < minx) & (s > -np.inf)
+                    h, l = _exp2(s, err, K)
+                    keep = j != k_out[i, 0, p]
+                    th[j, p] = h if keep else 0.0
+                    tl[j, p] = l if keep else 0.0
+            nn = c
+            while nn > 1:
+                half = nn // 2
+                off = nn - half
+                for j in range(half):
+                    for p in range(bs):
+                        a = th[j, p]
+                        b = th[off + j, p]
+                        s = a + b
+                        bp = s - a
+                        ap = s - bp
+                        tl[j, p] = (tl[j, p] + tl[off + j, p]) + ((a - ap) + (b - bp))
+                        th[j, p] = s
+                nn -= half
+            for p in range(bs):
+                a = th[0, p]
+                b = tl[0, p]
+                h = a + b
+                lo = b - (h - a)
+                sh_out[i, 0, p] = h
+                sl_out[i, 0, p] = lo
+                lh, ll = _log1p(h, lo, DT)
+                lh_out[i, 0, p] = lh
+                ll_out[i, 0, p] = ll
+
+    @_inline
+    def _mul_round(eh, el, fh, fl):
+        """(eh + el)(fh + fl) rounded once: the exact product eh fh (FMA) plus the small terms."""
+        p = eh * fh
+        e = _fma(eh, fh, -p)
+        return p + ((e + eh * fl) + el * fh)
+
+    @_jit
+    def grad_fill(z, m, fh, fl, g, K):
+        """g[i, c, p] = exp(z - m) F rounded once, F = fh + fl per position: the index gradient's
+        entries (the target's entry is set by the caller). z, g: (bn, C, bs)."""
+        bn, c, bs = z.shape
+        for i in range(bn):
+            for j in range(c):
+                for p in range(bs):
+                    mm = m[i, 0, p]
+                    mm = mm if (mm - mm) == 0.0 else 0.0
+                    v = z[i, j, p]
+                    s = v - mm
+                    bp = s - v
+                    ap = s - bp
+                    err = (v - ap) - (bp + mm)
+                    h, l = _exp2(s, err, K)
+                    g[i, j, p] = _mul_round(h, l, fh[i, 0, p], fl[i, 0, p])
+
+    @_jit
+    def grad_fill2d(z, m, fh, fl, g, K):
+        """grad_fill for C-contiguous (bn, C) blocks (contiguous inner loop)."""
+        bn, c = z.shape
+        for i in range(bn):
+            mm = m[i]
+            mm = mm if (mm - mm) == 0.0 else 0.0
+            a = fh[i]
+            b = fl[i]
+            row = z[i]
+            out = g[i]
             for j in range(c):
                 v = row[j]
                 s = v - mm
                 bp = s - v
                 ap = s - bp
                 err = (v - ap) - (bp + mm)
-                tiny += (s < minx) & (s > -np.inf)
-                h, l = _exp_pair(s, err, K, t_hi, t_lo)
-                th[j] = h
-                tl[j] = l
-            th[k] = 0.0
-            tl[k] = 0.0
-            n = c
-            while n > 1:
-                half = n // 2
-                off = n - half
-                for j in range(half):
-                    a = th[j]
-                    b = th[off + j]
-                    s = a + b
-                    bp = s - a
-                    ap = s - bp
-                    tl[j] = (tl[j] + tl[off + j]) + ((a - ap) + (b - bp))
-                    th[j] = s
-                n -= half
-            sh_out[i] = th[0]
-            sl_out[i] = tl[0]
-            tiny_out[i] = tiny
+                h, l = _exp2(s, err, K)
+                out[j] = _mul_round(h, l, a, b)
 
+    @_jit
+    def weighted_gaps(z, m, w, use_w, gh_out, gl_out, gabs_out, th, tl):
+        """sum_c w_c (m - z_c) per position as a pair (the halving TwoSum tree over classes),
+        and sum_c |w_c| (m - z_c); w_c = 1 unless use_w. A -inf logit gives inf (0 if w_c = 0).
+        z: (bn, C, bs); th, tl: (C,) scratch."""
+        bn, c, bs = z.shape
+        for i in range(bn):
+            for p in range(bs):
+                mm = m[i, 0, p]
+                mm = mm if (mm - mm) == 0.0 else 0.0
+                ga = 0.0
+                for j in range(c):
+                    v = z[i, j, p]
+                    d = mm - v  # TwoSum(mm, -v): the gap exactly
+                    bp = d - mm
+                    ap = d - bp
+                    de = (mm - ap) + (-v - bp)
+                    wj = w[j] if use_w else 1.0
+                    if d == np.inf:
+                        ph = 0.0 if wj == 0.0 else wj * d
+                        pl = 0.0
+                    else:
+                        ph = wj * d
+                        pl = _fma(wj, d, -ph) + wj * de
+                    th[j] = ph
+                    tl[j] = pl
+                    ga += abs(ph)
+                nn = c
+                while nn > 1:
+                    half = nn // 2
+                    off = nn - half
+                    for j in range(half):
+                        a = th[j]
+                        b = th[off + j]
+                        s = a + b
+                        if s - s != 0.0:  # an infinite sum keeps its high part
+                            tl[j] = 0.0
+                            th[j] = s
+                            continue
+                        bp = s - a
+                        ap = s - bp
+                        tl[j] = (tl[j] + tl[off + j]) + ((a - ap) + (b - bp))
+                        th[j] = s
+                    nn -= half
+                h = th[0]
+                lo = tl[0]
+                if h - h == 0.0:
+                    s = h + lo
+                    lo = lo - (s - h)
+                    h = s
+                else:
+                    lo = 0.0
+                gh_out[i, 0, p] = h
+                gl_out[i, 0, p] = lo
+                gabs_out[i, 0, p] = ga
 
-def constants() -> tuple:
-    """The arguments every kernel takes for exp_pair: (K, t_hi, t_lo)."""
-    t_hi, t_lo = _pexp.table()
-    k = (_pexp.FLOOR, _pexp.INV_L, _pexp.L1, _pexp.L2, _pexp.L3, _pexp.C3, _pexp.C4, _pexp.C5)
-    return k, np.ascontiguousarray(t_hi), np.ascontiguousarray(t_lo)
+    @_inline
+    def _dd_mul(ah, al, bh, bl):
+        p = ah * bh
+        e = _fma(ah, bh, -p) + (ah * bl + al * bh)
+        s = p + e
+        return s, e - (s - p)
+
+    @_inline
+    def _mass(pv, wv, oh, ol, eh, el, eps_on):
+        """b = w ((1 - eps) p + eps / C) as a double-double (1 - eps = oh + ol, eps / C = eh + el)."""
+        bh, bl = _dd_mul(oh, ol, pv, 0.0)
+        if eps_on:
+            s = bh + eh
+            bp = s - bh
+            ap = s - bp
+            bl = (bl + el) + ((bh - ap) + (eh - bp))
+            bh = s
+            t = bh + bl
+            bl = bl - (t - bh)
+            bh = t
+        return _dd_mul(bh, bl, wv, 0.0)
+
+    @_jit
+    def prob_sums(z, m, pt, w, use_w, oh, ol, eh, el, eps_on, gh_o, gl_o, ah_o, al_o, pabs_o, babs_o, th, tl, uh, ul):
+        """Per position of a probability-target block: G = sum_c b_c (m - z_c) and a = sum_c b_c
+        as pairs (halving TwoSum trees), with sum |b_c d_c| and sum |b_c| for the bound;
+        b_c = w_c ((1 - eps) p_c + eps / C) in double-double. 0 log 0 = 0: no mass on a -inf
+        logit contributes 0. z, pt: (bn, C, bs); th, tl, uh, ul: (C,) scratch."""
+        bn, c, bs = z.shape
+        for i in range(bn):
+            for p in range(bs):
+                mm = m[i, 0, p]
+                mm = mm if (mm - mm) == 0.0 else 0.0
+                pa = 0.0
+                ba = 0.0
+                for j in range(c):
+                    wj = w[j] if use_w else 1.0
+                    bh, bl = _mass(pt[i, j, p], wj, oh, ol, eh, el, eps_on)
+                    v = z[i, j, p]
+                    d = mm - v
+                    bp = d - mm
+                    ap = d - bp
+                    de = (mm - ap) + (-v - bp)
+                    if d == np.inf:
+                        ph = 0.0 if (bh == 0.0 and bl == 0.0) else bh * d
+                        pl = 0.0
+                    else:
+                        ph = bh * d
+                        pl = _fma(bh, d, -ph) + (bh * de + bl * d)
+                    th[j] = ph
+                    tl[j] = pl
+                    uh[j] = bh
+                    ul[j] = bl
+                    pa += abs(ph)
+                    ba += abs(bh)
+                for arr_h, arr_l in ((th, tl), (uh, ul)):
+                    nn = c
+                    while nn > 1:
+                        half = nn // 2
+                        off = nn - half
+                        for j in range(half):
+                            a = arr_h[j]
+                            b = arr_h[off + j]
+                            s = a + b
+                            if s - s != 0.0:
+                                arr_l[j] = 0.0
+                                arr_h[j] = s
+                                continue
+                            bp = s - a
+                            ap = s - bp
+                            arr_l[j] = (arr_l[j] + arr_l[off + j]) + ((a - ap) + (b - bp))
+                            arr_h[j] = s
+                        nn -= half
+                for arr_h, arr_l, oh_, ol_ in ((th, tl, gh_o, gl_o), (uh, ul, ah_o, al_o)):
+                    h = arr_h[0]
+                    lo = arr_l[0]
+                    if h - h == 0.0:
+                        s = h + lo
+                        lo = lo - (s - h)
+                        h = s
+                    else:
+                        lo = 0.0
+                    oh_[i, 0, p] = h
+                    ol_[i, 0, p] = lo
+                pabs_o[i, 0, p] = pa
+                babs_o[i, 0, p] = ba
+
+    @_jit
+    def soft_grad(z, pt, yv, is_prob, w, use_w, oh, ol, eh, el, eps_on, wt_h, wt_l, den, g, hard_o, dd_bound,
+                  dd_floor, share, DT, teh, tel):
+        """The gradient a q_c - b_c of soft targets or smoothing in double-double, divided by
+        `den` with one rounding: _softgrad.grad_block, fused. z, g: (bn, C, bs); pt the
+        probabilities (is_prob) or yv (bn, bs) the class indices (-1: ignored, then g = 0);
+        hard_o (bn, bs): the positions whose bound does not prove an ulp (for the deep tier)."""
+        bn, c, bs = z.shape
+        for i in range(bn):
+            for p in range(bs):
+                m = z[i, 0, p]
+                k = 0
+                nan = m != m
+                for j in range(1, c):
+                    v = z[i, j, p]
+                    if v != v and not nan:
+                        nan = True
+                        k = j
+                        m = v
+                    elif not nan and v > m:
+                        m = v
+                        k = j
+                y = -1 if is_prob else yv[i, p]
+                if not is_prob and y < 0:
+                    for j in range(c):
+                        g[i, j, p] = 0.0
+                    hard_o[i, p] = False
+                    continue
+                if m - m != 0.0:  # no finite maximum: NaN, as torch
+                    for j in range(c):
+                        g[i, j, p] = np.nan
+                    hard_o[i, p] = False
+                    continue
+                # exp(z_j - m) in double-double, and s = sum_{j != k}, by TwoSum accumulation.
+                sh = 0.0
+                sl = 0.0
+                for j in range(c):
+                    v = z[i, j, p]
+                    d = v - m
+                    bp = d - v
+                    ap = d - bp
+                    de = (v - ap) - (bp + m)
+                    if d == -np.inf:
+                        de = 0.0
+                    h, l = _dd_exp(d, de, DT)
+                    teh[j] = h
+                    tel[j] = l
+                    if j != k:
+                        sh, sl = _two_sum_acc(sh, sl, h, l)
+                t = sh + sl
+                sl = sl - (t - sh)
+                sh = t
+                # R = 1 / (1 + s) (one Newton step, as _dd.recip_one_plus)
+                o_h = 1.0 + sh
+                bp = o_h - 1.0
+                o_l = ((1.0 - (o_h - bp)) + (sh - bp)) + sl
+                r0 = 1.0 / o_h
+                pr = o_h * r0
+                pre = _fma(o_h, r0, -pr)
+                dlt = ((1.0 - pr) - pre) - o_l * r0
+                rl = r0 * dlt
+                rh = r0 + rl
+                rl = rl - (rh - r0)
+                # a = sum_c b_c, b_c the mass.
+                ah = 0.0
+                al = 0.0
+                if is_prob:
+                    for j in range(c):
+                        wj = w[j] if use_w else 1.0
+                        bh, bl = _mass(pt[i, j, p], wj, oh, ol, eh, el, eps_on)
+                        ah, al = _two_sum_acc(ah, al, bh, bl)
+                else:
+                    wy = w[y] if use_w else 1.0
+                    yh, yl = _dd_mul(oh, ol, wy, 0.0)
+                    ch, cl = _dd_mul(eh, el, wt_h, wt_l)
+                    ah, al = _two_sum_acc(yh, yl, ch, cl)
+                t = ah + al
+                al = al - (t - ah)
+                ah = t
+                fh, fl = _dd_mul(ah, al, rh, rl)  # a / (1 + s)
+                bad = False
+                rest_h = 0.0
+                rest_l = 0.0
+                for j in range(c):
+                    wj = w[j] if use_w else 1.0
+                    if is_prob:
+                        bh, bl = _mass(pt[i, j, p], wj, oh, ol, eh, el, eps_on)
+                    else:
+                        bh, bl = _mass(1.0 if j == y else 0.0, wj, oh, ol, eh, el, eps_on)
+                    if j != k:
+                        rest_h, rest_l = _two_sum_acc(rest_h, rest_l, bh, bl)
+                    ph, pl = _dd_mul(teh[j], tel[j], fh, fl)  # a q_c
+                    gh, gl = _two_sum_acc(ph, pl, -bh, -bl)
+                    scale = abs(ph) + abs(bh)
+                    if j == k and rh > 0.5:
+                        # (a - b_k) - a s / (1 + s): computed after the loop
+                        teh[j] = np.nan
+                        continue
+                    val = gh + gl
+                    q = val / den
+                    qp = q * den
+                    qe = _fma(q, den, -qp)
+                    q = q + (((gh - qp) - qe) + gl) / den
+                    g[i, j, p] = q
+                    err = (dd_bound * scale + dd_floor) / abs(den)
+                    if scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074):
+                        bad = True
+                if rh > 0.5:
+                    # the maximum: (a - b_k) - a s / (1 + s), s / (1 + s) = s R
+                    uh, ul = _dd_mul(sh, sl, rh, rl)
+                    uh, ul = _dd_mul(uh, ul, ah, al)
+                    gh, gl = _two_sum_acc(rest_h, rest_l, -uh, -ul)
+                    scale = abs(rest_h) + abs(uh)
+                    q = (gh + gl) / den
+                    qp = q * den
+                    qe = _fma(q, den, -qp)
+                    q = q + (((gh - qp) - qe) + gl) / den
+                    g[i, k, p] = q
+                    err = (dd_bound * scale + dd_floor) / abs(den)
+                    if scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074):
+                        bad = True
+                hard_o[i, p] = bad

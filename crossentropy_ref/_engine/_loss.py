@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _dd as dd
+from . import _jit
 from ._dd import smoothing_pairs
 from ._eft import fast_two_sum, two_prod, two_sum
 from ._rows import U, rows, tree_sum
@@ -74,8 +75,9 @@ def index_block(pb: Problem, zb: np.ndarray, yb: np.ndarray, ws):
     Returns ``(hi, lo, exponent, bound, valid)``, each (bn, 1, bs).
     """
     smooth = pb.eps != 0.0
-    got = rows(zb, ws, keep_terms=smooth)
-    r, (xh, xl, _, _) = got if smooth else (got, (None, None, None, None))
+    compiled = _jit.enabled()
+    got = rows(zb, ws, keep_terms=smooth and not compiled)
+    r, (xh, xl, _, _) = got if smooth and not compiled else (got, (None, None, None, None))
     valid = yb != pb.ignore_index
     yc = np.where(valid, yb, 0)
     # d_y = m - z_y exactly (TwoSum), inf at a -inf target logit.
@@ -105,7 +107,12 @@ def index_block(pb: Problem, zb: np.ndarray, yb: np.ndarray, ws):
     (oh, ol), (eh, el) = smoothing_pairs(pb.eps, pb.c)
     wy = 1.0 if pb.ws is None else np.take(pb.ws, yc)
     ah, al = dd.mul_float(*dd.mul(th, tl, oh, ol), wy)  # (1 - eps) w_y (d_y + L)
-    gh, gl, g_abs = _weighted_gaps(pb.ws, xh, xl, ws)  # sum_c w_c d_c, and sum |w_c| d_c
+    if compiled:  # sum_c w_c d_c, and sum |w_c| d_c
+        gh, gl, g_abs = (np.empty(r.m.shape) for _ in range(3))
+        _jit.weighted_gaps(zb, np.ascontiguousarray(r.m), pb.ws if pb.ws is not None else np.ones(1),
+                           pb.ws is not None, gh, gl, g_abs, np.empty(pb.c), np.empty(pb.c))
+    else:
+        gh, gl, g_abs = _weighted_gaps(pb.ws, xh, xl, ws)
     wt_h, wt_l = pb.w_total  # W = sum_c w_c (scaled), as a pair
     lh, ll = dd.mul(wt_h, wt_l, r.lh, r.ll)  # W L
     bh, bl = dd.mul(*dd.add(gh, gl, lh, ll, nonfinite=True), eh, el)
@@ -184,7 +191,27 @@ def prob_block(pb: Problem, zb: np.ndarray, pbk: np.ndarray, ws):
     in double-double (`_mass`), each ``b_c d_c`` exact to 2**-104, summed by
     the TwoSum tree. Returns as `index_block`.
     """
-    r, (xh, xl, _, _) = rows(zb, ws, keep_terms=True)
+    if _jit.enabled():
+        r = rows(zb, ws)
+        (oh, ol), (eh, el) = smoothing_pairs(pb.eps, pb.c)
+        gh, gl, ah, al, p_abs, b_abs = (np.empty(r.m.shape) for _ in range(6))
+        _jit.prob_sums(zb, np.ascontiguousarray(r.m), pbk, pb.ws if pb.ws is not None else np.ones(1),
+                       pb.ws is not None, oh, ol, eh, el, pb.eps != 0.0, gh, gl, ah, al, p_abs, b_abs,
+                       *(np.empty(pb.c) for _ in range(4)))
+    else:
+        r, (xh, xl, _, _) = rows(zb, ws, keep_terms=True)
+        gh, gl, ah, al, p_abs, b_abs = _prob_sums(pb, pbk, xh, xl, ws)
+    with np.errstate(invalid="ignore"):
+        lh, ll = dd.mul(ah, al, r.lh, r.ll)  # a L
+        hi, lo = dd.add(gh, gl, lh, ll, nonfinite=True)
+        hi, lo = _nonfinite(hi, lo, gh + ah * r.lh)
+        bound = (8 * DD * (p_abs + b_abs * r.lh) + b_abs * r.l_err + 8 * DD * (np.abs(gh) + np.abs(lh))) * (1 + 2.0**-50)
+    valid = np.ones(hi.shape, dtype=bool)
+    return _mask(hi, lo, pb.w_exp if pb.ws is not None else 0, bound, valid, r.ok)
+
+
+def _prob_sums(pb: Problem, pbk: np.ndarray, xh, xl, ws):
+    """sum_c b_c d_c and a = sum_c b_c as pairs, with sum |b_c d_c| and sum |b_c| (numpy engine)."""
     bh, bl = mass(pb, pbk)
     with np.errstate(invalid="ignore"):
         # b_c d_c as a pair: TwoProd(bh, -xh) + bh (-xl) + bl (-xh).
@@ -200,12 +227,7 @@ def prob_block(pb: Problem, zb: np.ndarray, pbk: np.ndarray, ws):
         gh, gl = _finish(*tree_sum(ph, pl, ws(7), ws(8), ws(9)))
         b_abs = np.abs(bh).sum(axis=1, keepdims=True)
         ah, al = _finish(*tree_sum(bh.copy(), bl.copy(), ws(7), ws(8), ws(9)))
-        lh, ll = dd.mul(ah, al, r.lh, r.ll)  # a L
-        hi, lo = dd.add(gh, gl, lh, ll, nonfinite=True)
-        hi, lo = _nonfinite(hi, lo, gh + ah * r.lh)
-        bound = (8 * DD * (p_abs + b_abs * r.lh) + b_abs * r.l_err + 8 * DD * (np.abs(gh) + np.abs(lh))) * (1 + 2.0**-50)
-    valid = np.ones(hi.shape, dtype=bool)
-    return _mask(hi, lo, pb.w_exp if pb.ws is not None else 0, bound, valid, r.ok)
+    return gh, gl, ah, al, p_abs, b_abs
 
 
 def mass(pb: Problem, pbk: np.ndarray):

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _exactsum as xs
 from ._blocks import iter_blocks, run_blocks, workspace
+from ._jit import block_elements
 from ._driver import count
 from ._family import accepted
 from ._loss import Problem, first_tier_done, index_block, prob_block
@@ -73,7 +74,7 @@ def loss(pb: Problem, denominator: xs.ExactTotal | None, deep) -> np.ndarray | n
                     pending.append(idx)
 
         if n * s:
-            run_blocks(fill, iter_blocks(n, pb.c, s))
+            run_blocks(fill, iter_blocks(n, pb.c, s, block_elements()))
         if pending:
             idx = np.concatenate(pending)
             count("deep", len(idx))
@@ -86,15 +87,18 @@ def loss(pb: Problem, denominator: xs.ExactTotal | None, deep) -> np.ndarray | n
 
     def accumulate(rows, cols):
         hi, lo, ex, bound, _ = _block_values(pb, rows, cols)
-        t = xs.merge(xs.exact_total(hi, ex), xs.exact_total(lo, ex))
-        b = xs.exact_total(bound, ex)
+        # One long accumulation for the pairs (hi and lo side by side), one for the bounds.
+        both = np.concatenate([hi, lo], axis=1)
+        t = xs.exact_total(both, None if np.ndim(ex) == 0 and ex == 0 else np.broadcast_to(ex, hi.shape).repeat(2, 1)
+                           if np.ndim(ex) else np.full(both.shape, ex))
+        b = xs.exact_total(bound, None if np.ndim(ex) == 0 and ex == 0 else ex)
         count("first", hi.size)
         with lock:
             totals.append(t)
             bounds.append(b)
 
     if n * s:
-        run_blocks(accumulate, iter_blocks(n, pb.c, s))
+        run_blocks(accumulate, iter_blocks(n, pb.c, s, block_elements()))
     total = xs.merge_all(totals)
     if not _proven(total, xs.merge_all(bounds)):
         # The positions' losses cancel: recompute every position in the deep tier.

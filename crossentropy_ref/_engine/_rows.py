@@ -197,31 +197,35 @@ def rows(z: np.ndarray, ws, *, keep_terms: bool = False):
     return (out, (xh, xl, eh, el)) if keep_terms else out
 
 
-def _finish(m, k, ok, sh, sl, tiny) -> Rows:
-    """The per-position part of the first pass: s normalised, its bound, L and its bound."""
+def _finish(m, k, ok, sh, sl, tiny, lhl=None, eps_s=EPS_S) -> Rows:
+    """The per-position part of the first pass: s normalised, its bound, L and its bound.
+
+    `lhl` is L = log1p(s) as a pair when the caller computed it already; `eps_s`
+    the relative bound of s (the compiled engine's exp has its own).
+    """
     with np.errstate(invalid="ignore"):
         sh, sl = fast_two_sum(sh, sl)  # normalised: |sl| <= ulp(sh) / 2
-        s_err = EPS_S * sh
+        s_err = eps_s * sh
         if tiny is not None:
             s_err += tiny * ABS
-        lh, ll = log1p_pair(sh, sl)
+        lh, ll = log1p_pair(sh, sl) if lhl is None else lhl
         l_err = s_err / (1.0 + sh) + EPS_LOG * lh + LOG_ABS * (sh >= 2.0**-20)
     return Rows(m, k, ok, sh, sl, s_err, lh, ll, l_err, 0 if tiny is None else tiny)
 
 
 def _rows_compiled(z: np.ndarray) -> Rows:
-    """`rows` by the compiled kernel: the same bits, one pass over the logits."""
+    """`rows` by the compiled kernels (`_jit`): the same quantities and bounds, one pass."""
     bn, c, bs = z.shape
     m = np.empty((bn, 1, bs))
     k = np.empty((bn, 1, bs), dtype=np.int64)
-    sh, sl = np.empty((bn, 1, bs)), np.empty((bn, 1, bs))
+    sh, sl, lh, ll = (np.empty((bn, 1, bs)) for _ in range(4))
     tiny = np.empty((bn, 1, bs), dtype=np.int64)
     consts = _jit.constants()
-    th, tl = np.empty(c), np.empty(c)
-    if bs == 1 and z.strides[1] == 8 and z.strides[0] == 8 * c:
-        _jit.row_stats_2d(z.reshape(bn, c), m.reshape(bn), k.reshape(bn), sh.reshape(bn), sl.reshape(bn),
-                          tiny.reshape(bn), th, tl, *consts, SUBNORMAL_X)
+    if bs == 1 and z.strides[1] == 8 and (bn == 1 or z.strides[0] == 8 * c):
+        flat = [a.reshape(bn) for a in (m, k, sh, sl, tiny, lh, ll)]
+        _jit.rows2d(z.reshape(bn, c), *flat, *consts, SUBNORMAL_X, np.empty(256), np.empty(256))
     else:
-        _jit.row_stats(z, m, k, sh, sl, tiny, th, tl, *consts, SUBNORMAL_X)
+        zc = z if z.strides[2] == 8 else np.ascontiguousarray(z)
+        _jit.rows3d(zc, m, k, sh, sl, tiny, lh, ll, *consts, SUBNORMAL_X, np.empty((c, bs)), np.empty((c, bs)))
     ok = np.isfinite(m)
-    return _finish(m, k, ok, sh, sl, tiny if tiny.any() else None)
+    return _finish(m, k, ok, sh, sl, tiny if tiny.any() else None, (lh, ll), eps_s=_jit.EPS + 2.0**-98)
