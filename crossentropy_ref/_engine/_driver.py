@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ._blocks import as_ncs, iter_blocks, run_blocks, workspace
+from ._jit import block_elements
 
 _counts_lock = threading.Lock()
 _counts: Counter | None = None
@@ -87,7 +88,7 @@ def run(
             with lock:
                 pending.append(idx)
 
-    run_blocks(fill, iter_blocks(n, c, s, elements), parallel=parallel)
+    run_blocks(fill, iter_blocks(n, c, s, elements if elements is not None else block_elements()), parallel=parallel)
     if pending:
         idx = np.concatenate(pending)
         if deep is None:

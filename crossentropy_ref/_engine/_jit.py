@@ -685,3 +685,27 @@ if numba is not None:
                     if scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074):
                         bad = True
                 hard_o[i, p] = bad
+
+    @_jit
+    def log_softmax_fill(z, m, lh, ll, out):
+        """out = (z - m) - L rounded once: (z - m) exactly by TwoSum, L = lh + ll per position."""
+        bn, c, bs = z.shape
+        for i in range(bn):
+            for j in range(c):
+                for p in range(bs):
+                    mm = m[i, 0, p]
+                    mm = mm if (mm - mm) == 0.0 else 0.0
+                    v = z[i, j, p]
+                    s = v - mm
+                    bp = s - v
+                    ap = s - bp
+                    err = (v - ap) - (bp + mm)
+                    if s == -np.inf:
+                        out[i, j, p] = -np.inf
+                        continue
+                    a = -lh[i, 0, p]
+                    t = s + a  # TwoSum(s, -lh)
+                    bp = t - s
+                    ap = t - bp
+                    e = (s - ap) + (a - bp)
+                    out[i, j, p] = t + ((e - ll[i, 0, p]) + err)
