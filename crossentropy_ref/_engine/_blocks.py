@@ -19,12 +19,6 @@ import numpy as np
 
 # 2**16 float64 = 512 KiB per temporary: small enough for the L2 cache.
 BLOCK_ELEMENTS = 1 << 16
-# Index targets on large inputs take larger blocks, up to this, while a temporary stays
-# below 1/32 of the logits: fewer, longer numpy calls, which matters with several threads
-# (each call takes the GIL between its loops). Measured on the language-model head
-# (2048, 32000), two threads: 2**16 elements took 1.9x the time of 2**19. Probability
-# targets, with more temporaries per block, ran 1.5x slower with 2**19: they keep 2**16.
-MAX_BLOCK_ELEMENTS = 1 << 19
 
 # numpy releases the GIL inside its loops, so blocks can run on several cores.
 # CROSSENTROPY_REF_THREADS=1 turns this off; by default one thread per core.
@@ -68,19 +62,6 @@ def as_ncs(z: np.ndarray) -> np.ndarray:
         return z.reshape(1, z.shape[0], 1)
     s = int(np.prod(z.shape[2:], dtype=np.int64))  # not -1: reshape cannot infer it for an empty batch
     return z.reshape(z.shape[0], z.shape[1], s)
-
-
-def block_elements(total: int) -> int:
-    """Elements per block for index targets and `total` logits (see MAX_BLOCK_ELEMENTS).
-
-    The largest power of two up to total / 32, within [BLOCK_ELEMENTS,
-    MAX_BLOCK_ELEMENTS]. Measured on segmentation logits (4, 21, 256, 256),
-    two threads: 2**17 elements cut the loss from 0.121 s to 0.082 s and the
-    gradient from 0.229 s to 0.137 s, for a peak of 5.2 % (loss) and 107.8 %
-    (gradient, its output included) of the logits.
-    """
-    size = 1 << max(0, (total // 32).bit_length() - 1)
-    return min(max(BLOCK_ELEMENTS, size), MAX_BLOCK_ELEMENTS)
 
 
 def iter_blocks(n: int, c: int, s: int, elements: int | None = None) -> Iterator[tuple[slice, slice]]:

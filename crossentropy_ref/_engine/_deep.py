@@ -26,7 +26,7 @@ from ._driver import count
 from ._eft import two_sum
 from ._loss import Problem
 
-GROUP = 1 << 15
+GROUP = 1 << 14
 # Relative error of the td results below, generously: a dozen td operations at
 # 2**-150 .. 2**-155 each (see _td), summed over at most 2**20 terms by the tree.
 TD_EPS = 2.0**-140

@@ -88,7 +88,7 @@ def run(
             with lock:
                 pending.append(idx)
 
-    run_blocks(fill, iter_blocks(n, c, s, elements if elements is not None else block_elements()), parallel=parallel)
+    run_blocks(fill, iter_blocks(n, c, s, elements if elements is not None else block_elements(c)), parallel=parallel)
     if pending:
         idx = np.concatenate(pending)
         if deep is None:

@@ -77,11 +77,21 @@ def mul_round(eh: np.ndarray, el: np.ndarray, fh: np.ndarray, fl: np.ndarray, ou
     return out
 
 
+def _fill(z, m, fh, fl, out) -> None:
+    """out = exp(z - m) F rounded once, by the compiled kernel for the block's layout."""
+    if _jit.contiguous_rows(z) and _jit.contiguous_rows(out):
+        bn, c = z.shape[:2]
+        _jit.grad_fill2d(z.reshape(bn, c), np.ascontiguousarray(m).reshape(bn), np.ascontiguousarray(fh).reshape(bn),
+                         np.ascontiguousarray(fl).reshape(bn), out.reshape(bn, c), _jit.constants()[0])
+    else:
+        _jit.grad_fill(z, np.ascontiguousarray(m), fh, fl, out, _jit.constants()[0])
+
+
 def softmax_block(z: np.ndarray, out: np.ndarray, ws) -> np.ndarray:
     if _jit.enabled():
         r = rows(z, ws)
         rh, rl = dd.recip_one_plus(r.sh, r.sl)  # 1 / (1 + s), 2**-102
-        _jit.grad_fill(z, np.ascontiguousarray(r.m), rh, rl, out, _jit.constants()[0])  # e_c R, one rounding
+        _fill(z, r.m, rh, rl, out)  # e_c R, one rounding
     else:
         r, (_, _, eh, el) = rows(z, ws, keep_terms=True)
         rh, rl = dd.recip_one_plus(r.sh, r.sl)  # 1 / (1 + s), 2**-102
@@ -97,7 +107,12 @@ def softmax_block(z: np.ndarray, out: np.ndarray, ws) -> np.ndarray:
 def log_softmax_block(z: np.ndarray, out: np.ndarray, ws) -> np.ndarray:
     if _jit.enabled():
         r = rows(z, ws)
-        _jit.log_softmax_fill(z, np.ascontiguousarray(r.m), r.lh, r.ll, out)
+        if _jit.contiguous_rows(z) and _jit.contiguous_rows(out):
+            bn, c = z.shape[:2]
+            _jit.log_softmax_fill2d(z.reshape(bn, c), r.m.reshape(bn), r.lh.reshape(bn), r.ll.reshape(bn),
+                                    out.reshape(bn, c))
+        else:
+            _jit.log_softmax_fill(z, np.ascontiguousarray(r.m), r.lh, r.ll, out)
         np.copyto(out, np.nan, where=~r.ok)
         with np.errstate(invalid="ignore"):
             return r.ok & ~(r.l_err <= 2.9 * U * r.lh)

@@ -36,7 +36,7 @@ from ._eft import two_sum
 from ._pexp import exp_pair
 from ._blocks import iter_blocks, run_blocks, workspace
 from ._driver import count
-from ._family import mul_round
+from ._family import _fill, mul_round
 from ._dd import smoothing_pairs
 from ._loss import Problem
 from ._rows import U, rows
@@ -77,14 +77,7 @@ def index_grad_block(pb: Problem, zb, yb, g, ws, inv_d) -> np.ndarray:
     folded = (np.abs(sFh) < 2.0**995) & ((np.abs(sFh) >= 2.0**-1022) | (Fh == 0))
     Gh, Gl = (sFh, sFl) if folded.all() else (np.where(folded, sFh, Fh), np.where(folded, sFl, Fl))
     if compiled:
-        mm = np.ascontiguousarray(r.m)
-        if zb.shape[2] == 1 and zb.strides[1] == 8 and (zb.shape[0] == 1 or zb.strides[0] == 8 * zb.shape[1]) \
-                and g.strides[1] == 8:
-            bn, c = zb.shape[0], zb.shape[1]
-            _jit.grad_fill2d(zb.reshape(bn, c), mm.reshape(bn), Gh.reshape(bn), Gl.reshape(bn),
-                             g.reshape(bn, c), _jit.constants()[0])
-        else:
-            _jit.grad_fill(zb, mm, Gh, Gl, g, _jit.constants()[0])
+        _fill(zb, r.m, Gh, Gl, g)
     else:
         mul_round(eh, el, Gh, Gl, g, ws)
     if not folded.all():
@@ -204,7 +197,7 @@ def grad(pb: Problem, inv_d, den_eff, deep) -> np.ndarray:
         # The double-double tier makes dozens of temporaries per block: smaller blocks bound
         # their memory; it runs on one thread (its many short numpy calls keep taking the GIL).
         compiled = _jit.enabled()
-        size = _jit.block_elements() if compiled else (sg.BLOCK_ELEMENTS if soft else None)
+        size = _jit.block_elements(c) if compiled else (sg.BLOCK_ELEMENTS if soft else None)
         run_blocks(fill, iter_blocks(n, c, s, elements=size), parallel=compiled or not soft)
     if pending:
         idx = np.concatenate(pending)

@@ -56,11 +56,21 @@ def enabled() -> bool:
     return AVAILABLE and _STATE["engine"] != "numpy"
 
 
-def block_elements() -> int | None:
-    """Logits per block: larger with the compiled kernels, whose per-block scratch is a few
-    small arrays, so that the per-block Python work (a few dozen numpy calls on
-    per-position arrays, the exact sums) is spread over more logits. None: the default."""
-    return 1 << 20 if enabled() else None
+def block_elements(c: int = 1) -> int | None:
+    """Logits per block for C classes: larger with the compiled kernels, whose per-block
+    scratch is a few small arrays, so that the per-block Python work (a few dozen numpy
+    calls on per-position arrays, the exact sums) is spread over more logits: about 4096
+    positions, within [2**16, 2**20] logits (the per-position temporaries, dozens of
+    arrays of one float per position, stay near 1 MiB). None: the numpy engine's default."""
+    if not enabled():
+        return None
+    return min(1 << 20, max(1 << 16, 4096 * c))
+
+
+def contiguous_rows(z: np.ndarray) -> bool:
+    """Whether a (bn, C, bs) block is (bn, C) C-contiguous with bs = 1 (the 2-D kernels)."""
+    bn, c, bs = z.shape
+    return bs == 1 and z.strides[1] == 8 and (bn == 1 or z.strides[0] == 8 * c)
 
 
 def set_engine(name: str) -> None:
@@ -709,3 +719,27 @@ if numba is not None:
                     ap = t - bp
                     e = (s - ap) + (a - bp)
                     out[i, j, p] = t + ((e - ll[i, 0, p]) + err)
+
+    @_jit
+    def log_softmax_fill2d(z, m, lh, ll, out):
+        """log_softmax_fill for C-contiguous (bn, C) blocks (contiguous inner loop)."""
+        bn, c = z.shape
+        for i in range(bn):
+            mm = m[i]
+            mm = mm if (mm - mm) == 0.0 else 0.0
+            a = -lh[i]
+            b = ll[i]
+            row = z[i]
+            o = out[i]
+            for j in range(c):
+                v = row[j]
+                s = v - mm
+                bp = s - v
+                ap = s - bp
+                err = (v - ap) - (bp + mm)
+                t = s + a
+                bp = t - s
+                ap = t - bp
+                e = (s - ap) + (a - bp)
+                r = t + ((e - b) + err)
+                o[j] = -np.inf if s == -np.inf else r

@@ -74,7 +74,7 @@ def loss(pb: Problem, denominator: xs.ExactTotal | None, deep) -> np.ndarray | n
                     pending.append(idx)
 
         if n * s:
-            run_blocks(fill, iter_blocks(n, pb.c, s, block_elements()))
+            run_blocks(fill, iter_blocks(n, pb.c, s, block_elements(pb.c)))
         if pending:
             idx = np.concatenate(pending)
             count("deep", len(idx))
@@ -98,7 +98,7 @@ def loss(pb: Problem, denominator: xs.ExactTotal | None, deep) -> np.ndarray | n
             bounds.append(b)
 
     if n * s:
-        run_blocks(accumulate, iter_blocks(n, pb.c, s, block_elements()))
+        run_blocks(accumulate, iter_blocks(n, pb.c, s, block_elements(pb.c)))
     total = xs.merge_all(totals)
     if not _proven(total, xs.merge_all(bounds)):
         # The positions' losses cancel: recompute every position in the deep tier.
