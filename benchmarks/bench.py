@@ -538,13 +538,12 @@ def run_case(case: Case, reps: int, min_sample: float, memory: str = "all", quic
     # The numpy engine (no numba), on the same inputs: fewer repetitions (it is the slower
     # path), timed after the interleaved ones, not interleaved with them.
     if _jit.AVAILABLE:
-        old = _jit._STATE["engine"]
-        _jit.set_engine("numpy")
+        old = ce.configure(engine="numpy")
         try:
             times["ours_numpy"] = time_interleaved({"ours_numpy": (fns["ours"], None)}, NUMPY_REPS, min_sample)[
                 "ours_numpy"]
         finally:
-            _jit._STATE["engine"] = old
+            ce.configure(**old)
     med = {name: r["median_s"] for name, r in times.items()}
     result = {
         "case": {**asdict(case), "shape": list(case.shape)},

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import textbook
 from ._binary import binary_cross_entropy, binary_cross_entropy_with_logits
+from ._config import configure
 from ._encoding import one_hot
 from ._losses import cross_entropy, cross_entropy_grad, nll_loss
 from ._softmax import log_softmax, logsumexp, softmax
@@ -22,6 +23,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "configure",
     "cross_entropy",
     "cross_entropy_grad",
     "log_softmax",

@@ -20,6 +20,7 @@ def _binary_inputs(x, target, weight, reduction, x_name):
     if weight is not None:
         w = v.as_real_array(weight, "weight")
         v.check_broadcastable(w, x.shape, "weight", x_name)
+        v.check_finite(w, "weight", "weights")
     return x, t, w, red
 
 
@@ -198,6 +199,7 @@ def binary_cross_entropy_with_logits(
     if pos_weight is not None:
         pw = v.as_real_array(pos_weight, "pos_weight")
         v.check_broadcastable(pw, x.shape, "pos_weight", "logits")
+        v.check_finite(pw, "pos_weight", "weights")
     hi, lo, e, bound = eb.bce_with_logits(x, t, w, pw)
     shape = hi.shape
     flat = [np.broadcast_to(a, shape).reshape(-1) for a in (x, t, 1.0 if w is None else w, 1.0 if pw is None else pw)]

@@ -76,16 +76,17 @@ def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothi
     n, s = positions_shape(z.shape)
     common = dict(z=as_ncs(z), shape=z.shape, c=c, w=w, **_scaled_weights(w, c), eps=eps, reduction=reduction,
                   ignore_index=ignore_index)
-    if v.target_is_probabilities(target, z.shape):
+    t, probabilities = v.as_target(target, z.shape)
+    if probabilities:
         if ignore_index >= 0:
             raise ValueError(
                 "`ignore_index` must be negative (unused) with class-probability targets, as in torch; "
                 f"got {ignore_index}"
             )
-        p = as_ncs(v.as_prob_target(target, z.shape))
+        p = as_ncs(v.as_prob_target(t, z.shape))
         return Problem(**common, probabilities=True, p=p, y=None)
-    y = v.as_index_target(target, z.shape, ignore_index).reshape(n, s)
-    return Problem(**common, probabilities=False, p=None, y=y)
+    y, marker = v.as_index_target(t, z.shape, ignore_index)
+    return Problem(**{**common, "ignore_index": marker}, probabilities=False, p=None, y=y.reshape(n, s))
 
 
 def _denominator(pb: Problem) -> xs.ExactTotal:
@@ -509,7 +510,7 @@ def nll_loss(
     x = v.as_real_array(log_probs, "log_probs", min_ndim=1)
     c = _check_classes(x, "log_probs")
     w = v.as_weight(weight, c)
-    t = v.as_index_target(target, x.shape, ignore, logits_name="log_probs")
+    t, ignore = v.as_index_target(target, x.shape, ignore, logits_name="log_probs")
     n, s = positions_shape(x.shape)
     y = t.reshape(n, s)
     valid = y != ignore

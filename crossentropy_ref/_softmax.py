@@ -68,7 +68,8 @@ def _softmax_front(core, x: ArrayLike, axis, dtype) -> NDArray[np.float64]:
     if dt is not None and dt != np.float64:
         # Round the input to `dtype` first, as torch casts before the operation; the
         # computation itself stays in float64.
-        z = np.asarray(x).astype(dt).astype(np.float64)
+        with np.errstate(over="ignore"):  # values beyond the dtype's range become inf, as in torch
+            z = z.astype(dt).astype(np.float64)
     if z.ndim == 0:  # one element, as in torch
         normalize_axes(axis, 0)
         return _scalar_or_array(core(z.reshape(1), 0).reshape(()))

@@ -66,7 +66,51 @@ def _describe(a: np.ndarray) -> str:
     return f"{a.dtype} array of shape {a.shape}"
 
 
+def _low_precision_float(dt: np.dtype) -> bool:
+    """bfloat16, float8_*, float6_* and float4_* from ml_dtypes (numpy sees them as kind 'V')."""
+    return dt.kind == "V" and dt.names is None and dt.name.startswith(("bfloat16", "float8", "float6", "float4"))
+
+
+def _from_torch(x, name: str) -> np.ndarray:
+    """A torch tensor's values as a numpy array: detached, copied to the host, and with
+    bfloat16 and float8 widened to float32 first (numpy has no such dtype; exact)."""
+    t = x.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()  # a CUDA (or other device) tensor: its values, copied to the host
+    if t.is_complex():
+        raise TypeError(f"`{name}` must hold real numbers (integer or floating point); got a torch tensor of "
+                        f"dtype {t.dtype} and shape {tuple(t.shape)}")
+    if t.dtype.is_floating_point and t.element_size() < 4:
+        import torch
+
+        if t.dtype != torch.float16:
+            t = t.to(torch.float32)  # bfloat16 and the float8 types: float32 holds them exactly
+    return t.numpy()
+
+
 def _as_array(x: ArrayLike, name: str) -> np.ndarray:
+    """`x` as a numpy array, refusing what would silently lose information.
+
+    - a torch tensor is read detached, from whatever device it is on;
+    - a masked array would lose its mask: refused;
+    - a dask array would be computed whole, into memory: refused;
+    - ragged nested lists: refused with a message that names the argument.
+    """
+    module = type(x).__module__ or ""
+    if module.startswith("torch") and hasattr(x, "detach"):
+        return _from_torch(x, name)
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"`{name}` must not be a masked array: its mask would be ignored and the masked entries used; "
+            "fill it (numpy.ma.filled) or, for class-index targets, mark the positions to skip with "
+            f"`ignore_index`; got a masked {_describe(x)}"
+        )
+    if module.startswith("dask"):
+        raise TypeError(
+            f"`{name}` is a dask array, which would be computed whole into memory here; compute it "
+            "yourself (x.compute()) if it fits, or pass the dask arrays to crossentropy_ref.dask's "
+            f"functions, which keep it lazy and chunked; got {type(x).__name__} of shape {getattr(x, 'shape', '?')}"
+        )
     try:
         a = np.asarray(x)
     except (TypeError, ValueError) as exc:  # ragged nested lists and the like
@@ -75,14 +119,48 @@ def _as_array(x: ArrayLike, name: str) -> np.ndarray:
 
 
 def as_real_array(x: ArrayLike, name: str, *, min_ndim: int = 0) -> NDArray[np.float64]:
-    """Return `x` as float64, rejecting bool, complex and non-numeric input."""
+    """Return `x` as float64, rejecting bool, complex and non-numeric input.
+
+    Every integer and floating-point dtype that float64 holds exactly is accepted:
+    float16, float32, the ml_dtypes formats (bfloat16, float8, ...), and integers
+    up to 2**53 in magnitude; long double only where its values are float64 values.
+    """
     a = _as_array(x, name)
-    if a.dtype.kind not in _REAL_KINDS:
+    if _low_precision_float(a.dtype):
+        a = a.astype(np.float32).astype(np.float64)  # exact: every such format fits float32
+    elif a.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"`{name}` must hold real numbers (integer or floating point); got {_describe(a)}")
     if a.ndim < min_ndim:
         raise ValueError(f"`{name}` must have at least {min_ndim} dimension(s); got shape {a.shape}")
+    if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        _check_exact(a, a.astype(np.float64), name, "long double values that float64 cannot hold")
+    elif a.dtype.kind in "iu" and a.dtype.itemsize == 8:
+        big = np.abs(a.astype(np.float64)) > 2.0**53
+        if big.any():
+            _check_exact(a, a.astype(np.float64), name, "integers beyond 2**53 that float64 cannot hold")
     # asarray copies only when the dtype changes; callers never write into it.
     return np.asarray(a, dtype=np.float64)
+
+
+def _check_exact(a: np.ndarray, f: np.ndarray, name: str, what: str) -> None:
+    with np.errstate(invalid="ignore"):
+        lost = ~((f.astype(a.dtype) == a) | (np.isnan(f) & np.isnan(a.astype(np.float64))))
+    if lost.any():
+        where = _first(lost)
+        raise ValueError(f"`{name}` must hold values that float64 holds exactly; got {what}: {a[where]!r} at "
+                         f"position {where}")
+
+
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
+
+
+def check_finite(a: np.ndarray, name: str, what: str) -> None:
+    """Refuse NaN and infinities (with the first position where one is)."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = _first(bad)
+        raise ValueError(f"`{name}` must hold finite {what}; got {float(a[where])!r} at position {where}")
 
 
 def as_logits(x: ArrayLike, name: str = "logits") -> NDArray[np.float64]:
@@ -104,10 +182,18 @@ def as_index_target(
     *,
     name: str = "target",
     logits_name: str = "logits",
-) -> NDArray[np.int64]:
+) -> tuple[NDArray[np.intp], int]:
     """Class-index target: integer dtype, shape `logits_shape` minus the class axis,
-    each entry in [0, C) or equal to `ignore_index`."""
-    t = _as_array(target, name)
+    each entry in [0, C) or equal to `ignore_index`.
+
+    Returns ``(y, ignore)``: the indices as numpy's index type ``np.intp`` (int32
+    on 32-bit platforms such as wasm32, where take() refuses int64), and the
+    value that marks an ignored position in `y`: `ignore_index` itself when it
+    is a class in [0, C), else -1. The comparisons run in the target's own
+    dtype, so a uint64 target of 2**63 or more is reported as it is, and can
+    equal an `ignore_index` of that size.
+    """
+    t = target if isinstance(target, np.ndarray) else _as_array(target, name)
     expected = index_target_shape(logits_shape)
     if t.shape != expected:
         raise ValueError(
@@ -116,49 +202,85 @@ def as_index_target(
     if t.dtype.kind not in _INDEX_KINDS:
         raise TypeError(f"`{name}` must hold integer class indices; got {_describe(t)}")
     n_classes = logits_shape[0] if len(logits_shape) == 1 else logits_shape[1]
-    t = np.asarray(t, dtype=np.int64)
-    bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
+    ignored = _equals(t, ignore_index)
+    bad = (_less(t, 0) | ~_less(t, n_classes)) & ~ignored
     if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0]) if t.ndim else ()
-        value = int(t[where])
+        where = _first(bad)
         raise ValueError(
             f"`{name}` must hold class indices in [0, {n_classes}) or `ignore_index`={ignore_index}; "
-            f"got {value} at position {where}"
+            f"got {int(t[where])} at position {where}"
         )
-    return t
+    marker = ignore_index if 0 <= ignore_index < n_classes else -1
+    y = np.where(ignored, marker, t).astype(np.intp) if ignored.any() else t.astype(np.intp)
+    return y, marker
 
 
-def as_prob_target(target: ArrayLike, logits_shape: tuple[int, ...], *, name: str = "target") -> NDArray[np.float64]:
-    """Class-probability target: same shape as the logits, real numbers."""
-    t = _as_array(target, name)
-    if t.dtype.kind not in _REAL_KINDS:
+def _equals(t: np.ndarray, value: int) -> np.ndarray:
+    """t == value for any Python int, without wrapping it into t's dtype."""
+    info = np.iinfo(t.dtype)
+    if not info.min <= value <= info.max:
+        return np.zeros(t.shape, dtype=bool)
+    return t == np.array(value, dtype=t.dtype)
+
+
+def _less(t: np.ndarray, value: int) -> np.ndarray:
+    """t < value for any Python int (exact for uint64 above 2**63)."""
+    info = np.iinfo(t.dtype)
+    if value <= info.min:
+        return np.zeros(t.shape, dtype=bool)
+    if value > info.max:
+        return np.ones(t.shape, dtype=bool)
+    return t < np.array(value, dtype=t.dtype)
+
+
+def as_prob_target(t: np.ndarray, logits_shape: tuple[int, ...], *, name: str = "target") -> NDArray[np.float64]:
+    """Class-probability target: same shape as the logits, finite and non-negative.
+
+    NaN, infinities and negative entries are refused with the first position
+    where one is (torch accepts them and returns a meaningless loss: teacher
+    logits passed by mistake give negative losses). Rows need not sum to 1,
+    as in torch: the loss is then the weighted sum of the -log q_c.
+    """
+    if t.dtype.kind not in _REAL_KINDS and not _low_precision_float(t.dtype):
         raise TypeError(f"`{name}` must hold class probabilities (real numbers); got {_describe(t)}")
-    return np.asarray(t, dtype=np.float64)
+    a = as_real_array(t, name)
+    check_finite(a, name, "class probabilities")
+    neg = a < 0
+    if neg.any():
+        where = _first(neg)
+        raise ValueError(f"`{name}` must hold non-negative class probabilities; got {float(a[where])!r} at "
+                         f"position {where}")
+    return a
 
 
-def target_is_probabilities(target: ArrayLike, logits_shape: tuple[int, ...], name: str = "target") -> bool:
-    """Decide the target kind by shape, as torch does; raise if it fits neither."""
-    shape = np.shape(target)
-    if shape == logits_shape:
-        return True
+def as_target(target: ArrayLike, logits_shape: tuple[int, ...], name: str = "target") -> tuple[np.ndarray, bool]:
+    """The target as an array (read once), and whether it holds class probabilities.
+
+    The kind is decided by shape, as torch does: the logits' shape means
+    probabilities, the logits' shape without the class axis means indices.
+    """
+    t = _as_array(target, name)
+    if t.shape == logits_shape:
+        return t, True
     expected = index_target_shape(logits_shape)
-    if shape == expected:
-        return False
+    if t.shape == expected:
+        return t, False
     raise ValueError(
         f"`{name}` must have shape {expected} (class indices) or {logits_shape} (class probabilities) "
-        f"to match `logits` of shape {logits_shape}; got {shape}"
+        f"to match `logits` of shape {logits_shape}; got {t.shape}"
     )
 
 
 def as_weight(
     weight: ArrayLike | None, n: int, *, name: str = "weight", what: str = "one per class"
 ) -> NDArray[np.float64] | None:
-    """Optional 1-D weight of length `n`."""
+    """Optional 1-D weight of length `n`, finite (negative weights are allowed, as in torch)."""
     if weight is None:
         return None
     w = as_real_array(weight, name)
     if w.shape != (n,):
         raise ValueError(f"`{name}` must have shape ({n},), {what}; got {w.shape}")
+    check_finite(w, name, "weights")
     return w
 
 

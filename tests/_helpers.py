@@ -51,12 +51,12 @@ DEFAULT_ENGINE = ENGINES[-1]
 @contextlib.contextmanager
 def using_engine(name: str):
     """Compute with one engine inside the block (the package's private switch)."""
-    old = _jit._STATE["engine"]
-    _jit.set_engine("numpy" if name == "numpy" else "auto")
+    old = _jit.engine()
+    _jit.set_engine("numpy" if name == "numpy" else "compiled")
     try:
         yield
     finally:
-        _jit._STATE["engine"] = old
+        _jit.set_engine(old)
 
 
 def with_engine(fn):

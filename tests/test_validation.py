@@ -365,3 +365,187 @@ def test_the_guard_keeps_the_signature_and_the_docstring():
     assert list(params) == ["logits", "target", "weight", "ignore_index", "reduction", "label_smoothing"]
     assert params["reduction"].kind is inspect.Parameter.KEYWORD_ONLY
     assert ce.cross_entropy.__doc__.startswith("Cross-entropy loss")
+
+
+# ---------------------------------------------------------------------------
+# Issue 17: every input a user passes, accepted exactly or refused by name
+# ---------------------------------------------------------------------------
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+# The accepted input types and dtypes, and the refusals, as one table: the API page
+# renders this list (docs/reference/api.md), and the tests below check every row.
+LOW_PRECISION = ["bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"]
+
+
+@pytest.mark.parametrize("name", LOW_PRECISION)
+def test_low_precision_floats_are_accepted_exactly(name):
+    # Every bfloat16 / float8 value is a float64 value (by hand: at most 8 significant bits):
+    # the result equals the float64 computation on the same values, bit for bit.
+    dt = getattr(ml_dtypes, name)
+    z = np.random.default_rng(1).normal(size=(6, 5)).astype(dt)
+    y = np.array([0, 1, 2, 3, 4, 0])
+    z64 = z.astype(np.float64)
+    assert ce.cross_entropy(z, y) == ce.cross_entropy(z64, y)
+    np.testing.assert_array_equal(ce.softmax(z, axis=1), ce.softmax(z64, axis=1))
+    p = ce.softmax(z64, axis=1).astype(dt)
+    assert ce.cross_entropy(z64, p) == ce.cross_entropy(z64, p.astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.float8_e4m3fn])
+def test_torch_tensors_are_accepted_with_their_exact_values(dtype):
+    z = torch.randn(6, 5, generator=torch.Generator().manual_seed(2)).to(dtype)
+    z64 = z.to(torch.float64).numpy()  # exact widening
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    assert ce.cross_entropy(z, y) == ce.cross_entropy(z64, y.numpy())
+
+
+def test_torch_tensors_that_require_grad_are_read_detached():
+    z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 2, 1, 0])
+    assert ce.cross_entropy(z, y) == ce.cross_entropy(z.detach().numpy(), y.numpy())
+    assert z.grad is None  # nothing flowed back into the tensor
+
+
+def test_masked_arrays_are_refused():
+    z = np.ma.masked_array(Z45, mask=np.zeros((4, 5), bool))
+    with pytest.raises(TypeError, match=re.escape("`logits` must not be a masked array: its mask would be ignored")):
+        ce.cross_entropy(z, Y4)
+    with pytest.raises(TypeError, match=re.escape("or, for class-index targets, mark the positions to skip with "
+                                                  "`ignore_index`")):
+        ce.cross_entropy(Z45, np.ma.masked_array(Y4, mask=[0, 1, 0, 0]))
+
+
+class _FakeDaskArray:
+    """Stands for a dask array: the refusal keys on the type's module, as for real ones."""
+
+    __module__ = "dask.array.core"
+    shape = (4, 5)
+
+    def __array__(self, dtype=None, copy=None):  # pragma: no cover - must not be called
+        raise AssertionError("a dask array must not be pulled into memory")
+
+
+def test_dask_arrays_are_refused_with_what_to_call_instead():
+    with pytest.raises(TypeError, match=re.escape("`logits` is a dask array, which would be computed whole into "
+                                                  "memory here; compute it yourself (x.compute()) if it fits, or "
+                                                  "pass the dask arrays to crossentropy_ref.dask's functions")):
+        ce.cross_entropy(_FakeDaskArray(), Y4)
+
+
+def test_a_ragged_target_names_target():
+    with pytest.raises(TypeError, match=re.escape("`target` must be an array of real numbers; got list")):
+        ce.cross_entropy(Z45, [[0, 1], [2]])
+
+
+def test_uint64_targets_beyond_2_to_the_63_are_reported_as_they_are():
+    big = 2**63 + 5
+    t = np.array([0, big, 1, 2], dtype=np.uint64)
+    with pytest.raises(ValueError, match=re.escape(f"got {big} at position (1,)")):
+        ce.cross_entropy(Z45, t)
+    # ...and one equal to such an ignore_index is ignored (by hand: the mean of the other three
+    # losses, each log 5 for zero logits).
+    got = ce.cross_entropy(Z45, np.array([0, 2**63, 1, 2], dtype=np.uint64), ignore_index=2**63)
+    assert got == ce.cross_entropy(Z45[[0, 2, 3]], [0, 1, 2])
+
+
+@pytest.mark.parametrize(("value", "what"), [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_non_finite_class_weights_are_refused(value, what):
+    w = np.ones(5)
+    w[3] = value
+    msg = f"`weight` must hold finite weights; got {what} at position (3,)"
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        ce.cross_entropy(Z45, Y4, w)
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        ce.nll_loss(Z45, Y4, w)
+    with pytest.raises(ValueError, match=re.escape(f"`weight` must hold finite weights; got {what} at position (1,)")):
+        ce.binary_cross_entropy_with_logits([0.0, 1.0], [0.0, 1.0], [1.0, value])
+    with pytest.raises(ValueError, match=re.escape(f"`pos_weight` must hold finite weights; got {what} at position (0,)")):
+        ce.binary_cross_entropy_with_logits([0.0, 1.0], [0.0, 1.0], pos_weight=[value, 1.0])
+
+
+def test_negative_class_weights_stay_accepted():
+    # torch 2.13.0 computes the weighted sum too; ours within 1e-12 of it (parity tolerance).
+    z = np.random.default_rng(3).normal(size=(4, 5))
+    w = np.array([1.0, -2.0, 0.5, 1.0, -1.0])
+    y = np.array([1, 0, 4, 2])
+    want = F.cross_entropy(torch.from_numpy(z), torch.from_numpy(y), torch.from_numpy(w), reduction="sum").item()
+    assert ce.cross_entropy(z, y, w, reduction="sum") == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize(("value", "what"), [(np.nan, "nan"), (np.inf, "inf"), (-0.5, "-0.5")])
+def test_non_finite_or_negative_probability_targets_are_refused(value, what):
+    p = np.full((4, 5), 0.2)
+    p[2, 1] = value
+    kind = "non-negative class probabilities" if value == -0.5 else "finite class probabilities"
+    with pytest.raises(ValueError, match=re.escape(f"`target` must hold {kind}; got {what} at position (2, 1)")):
+        ce.cross_entropy(Z45, p)
+    with pytest.raises(ValueError, match=re.escape(f"`target` must hold {kind}; got {what} at position (2, 1)")):
+        ce.cross_entropy_grad(Z45, p)
+
+
+def test_teacher_logits_passed_as_target_are_refused():
+    # The mistake of issue 17: logits (with negative entries) where probabilities belong.
+    teacher = np.random.default_rng(4).normal(size=(4, 5))
+    with pytest.raises(ValueError, match=re.escape("`target` must hold non-negative class probabilities; got")):
+        ce.cross_entropy(Z45, teacher)
+
+
+def test_probability_rows_need_not_sum_to_1_as_in_torch():
+    # A row of mass 2 gives twice the loss of the normalised row; torch 2.13.0 agrees.
+    z = np.random.default_rng(5).normal(size=(3, 4))
+    p = np.random.default_rng(6).random((3, 4))
+    p /= p.sum(axis=1, keepdims=True)
+    assert ce.cross_entropy(z, 2 * p, reduction="sum") == pytest.approx(2 * ce.cross_entropy(z, p, reduction="sum"),
+                                                                        rel=1e-15)
+    want = F.cross_entropy(torch.from_numpy(z), torch.from_numpy(2 * p), reduction="sum").item()
+    assert ce.cross_entropy(z, 2 * p, reduction="sum") == pytest.approx(want, rel=1e-12)
+
+
+def test_long_double_is_accepted_where_float64_holds_its_values():
+    z = np.random.default_rng(7).normal(size=(4, 5))
+    assert ce.cross_entropy(z.astype(np.longdouble), Y4) == ce.cross_entropy(z, Y4)
+    if np.finfo(np.longdouble).nmant > 52:  # x86-64 Linux: a 64-bit significand
+        zl = z.astype(np.longdouble)
+        zl[1, 2] += np.longdouble(2.0) ** -60
+        with pytest.raises(ValueError, match=re.escape("`logits` must hold values that float64 holds exactly; got "
+                                                       "long double values that float64 cannot hold")):
+            ce.cross_entropy(zl, Y4)
+
+
+def test_a_bad_thread_count_is_an_error_at_the_first_call_not_at_import():
+    import subprocess
+    import sys
+
+    code = ("import crossentropy_ref as ce\n"
+            "try:\n"
+            "    ce.cross_entropy([[0.0, 1.0]], [0])\n"
+            "except ValueError as e:\n"
+            "    print(e)\n")
+    env = {**__import__("os").environ, "CROSSENTROPY_REF_THREADS": "auto"}
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert out.stdout.strip() == ("CROSSENTROPY_REF_THREADS must be a positive integer (or 0 or unset: one thread "
+                                  "per core); got 'auto'")
+
+
+def test_configure_sets_threads_and_engine_and_returns_the_old_settings():
+    old = ce.configure(threads=1, engine="numpy")
+    try:
+        assert ce.configure() == {"threads": 1, "engine": "numpy"}
+        assert ce.cross_entropy(Z45, Y4) == np.log(5.0)  # by hand: uniform over 5 classes
+    finally:
+        ce.configure(**old)
+    with pytest.raises(ValueError, match=re.escape("`threads` must be 0 (one per core) or more; got -1")):
+        ce.configure(threads=-1)
+    with pytest.raises(ValueError, match=re.escape("`engine` must be one of ('auto', 'compiled', 'numpy'); got 'gpu'")):
+        ce.configure(engine="gpu")
+
+
+def test_no_warnings_where_numpy_used_to_warn():
+    # (pytest turns warnings into errors: each call must be silent.)
+    z = np.array([[0.0, -740.0], [3.0, 1.0]])
+    assert np.isfinite(ce.cross_entropy(z, [0, 1], [1e308, 1e308]))  # 'mean' of huge weights
+    assert np.isfinite(ce.binary_cross_entropy_with_logits([-740.0], [1.0], pos_weight=[1e300]))
+    # The cast to float16 overflows to inf, as in torch; a slice holding inf is NaN, as in torch.
+    assert np.isnan(ce.softmax(np.array([1e5, 0.0]), dtype=np.float16)).all()

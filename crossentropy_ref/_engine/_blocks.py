@@ -20,9 +20,46 @@ import numpy as np
 # 2**16 float64 = 512 KiB per temporary: small enough for the L2 cache.
 BLOCK_ELEMENTS = 1 << 16
 
-# numpy releases the GIL inside its loops, so blocks can run on several cores.
-# CROSSENTROPY_REF_THREADS=1 turns this off; by default one thread per core.
-_THREADS = max(1, int(os.environ.get("CROSSENTROPY_REF_THREADS", "0")) or (os.cpu_count() or 1))
+# numpy (and the compiled kernels) release the GIL inside their loops, so blocks run on
+# several cores: one thread per core, unless CROSSENTROPY_REF_THREADS or
+# crossentropy_ref.configure(threads=...) says otherwise. The variable is read at the
+# first call, not at import, so that a bad value is an error there, with its name.
+_SETTINGS: dict = {"threads": None}
+
+
+def thread_count() -> int:
+    """The number of threads blocks run on (the configured one, or one per core)."""
+    n = _SETTINGS["threads"]
+    if n is None:
+        n = _SETTINGS["threads"] = _threads_from_environment()
+    return n
+
+
+def _threads_from_environment() -> int:
+    raw = os.environ.get("CROSSENTROPY_REF_THREADS", "").strip()
+    if raw in ("", "0"):
+        return os.cpu_count() or 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 1:
+        raise ValueError(
+            "CROSSENTROPY_REF_THREADS must be a positive integer (or 0 or unset: one thread per core); "
+            f"got {raw!r}"
+        )
+    return n
+
+
+def set_threads(n: int | None) -> None:
+    """Use `n` threads (None: one per core, as when the variable is unset or 0)."""
+    global _pool
+    _SETTINGS["threads"] = (os.cpu_count() or 1) if n is None else n
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+
+
 _pool: ThreadPoolExecutor | None = None
 _local = threading.local()
 
@@ -101,14 +138,14 @@ def run_blocks(
     the same way and written to its own slice.
     """
     blocks = list(blocks)
-    k = min(_THREADS, len(blocks) // 4) if parallel else 1
+    k = min(thread_count(), len(blocks) // 4) if parallel else 1
     if k <= 1:
         for rows, cols in blocks:
             fn(rows, cols)
         return
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="crossentropy_ref")
+        _pool = ThreadPoolExecutor(max_workers=thread_count(), thread_name_prefix="crossentropy_ref")
 
     def work(start: int) -> None:
         for rows, cols in blocks[start::k]:

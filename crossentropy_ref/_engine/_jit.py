@@ -42,18 +42,37 @@ try:  # numba is optional
 except ImportError:  # pragma: no cover - exercised where numba is absent
     numba = None
 
-_SETTING = os.environ.get("CROSSENTROPY_REF_ENGINE", "auto").strip().lower()
 AVAILABLE = numba is not None
-_STATE = {"engine": "numpy" if _SETTING == "numpy" else "auto"}
+ENGINES = ("auto", "compiled", "numpy")
+# The engine in use: None until the first call reads CROSSENTROPY_REF_ENGINE (so that a
+# bad value is an error at that call, with its name, rather than at import).
+_STATE: dict = {"engine": None}
 
 # Relative error bound of _exp2 (module docstring), and of the row sums built on it.
 EPS = 2.0**-56
 ABS = 2.0**-1074
 
 
+def engine() -> str:
+    """'compiled' or 'numpy': the engine the functions use now."""
+    name = _STATE["engine"]
+    if name is None:
+        raw = os.environ.get("CROSSENTROPY_REF_ENGINE", "").strip().lower() or "auto"
+        if raw not in ENGINES:
+            raise ValueError(f"CROSSENTROPY_REF_ENGINE must be one of {ENGINES}; got {raw!r}")
+        name = _STATE["engine"] = _resolve(raw, "CROSSENTROPY_REF_ENGINE")
+    return name
+
+
+def _resolve(name: str, what: str) -> str:
+    if name == "compiled" and not AVAILABLE:
+        raise ValueError(f"{what}='compiled' needs numba: pip install crossentropy_ref[fast]")
+    return "compiled" if name == "auto" and AVAILABLE else ("numpy" if name == "auto" else name)
+
+
 def enabled() -> bool:
     """Whether the compiled kernels are used (numba present and not switched off)."""
-    return AVAILABLE and _STATE["engine"] != "numpy"
+    return engine() == "compiled"
 
 
 def block_elements(c: int = 1) -> int | None:
@@ -74,8 +93,8 @@ def contiguous_rows(z: np.ndarray) -> bool:
 
 
 def set_engine(name: str) -> None:
-    """'numpy' or 'auto' (compiled kernels when numba is installed). For the tests."""
-    _STATE["engine"] = name
+    """Use the engine `name`: 'auto' (compiled when numba is installed), 'compiled' or 'numpy'."""
+    _STATE["engine"] = _resolve(name, "engine")
 
 
 @functools.cache
