@@ -549,3 +549,56 @@ def test_no_warnings_where_numpy_used_to_warn():
     assert np.isfinite(ce.binary_cross_entropy_with_logits([-740.0], [1.0], pos_weight=[1e300]))
     # The cast to float16 overflows to inf, as in torch; a slice holding inf is NaN, as in torch.
     assert np.isnan(ce.softmax(np.array([1e5, 0.0]), dtype=np.float16)).all()
+
+
+class TestAs32BitPlatforms:
+    """numpy's index type np.intp is int32 on wasm32 (Pyodide) and 32-bit Linux, where
+    take() refuses int64 indices ("Cannot cast array data from dtype('int64') to
+    dtype('int32') according to the rule 'safe'"). This machine's intp is int64, so
+    the tests emulate such a platform: np.intp becomes int32, argmax returns int32,
+    and the take family casts its indices to int32 under numpy's 'safe' rule, as the
+    32-bit numpy does. Every index path then runs, on the numpy engine (numba does
+    not exist there)."""
+
+    @pytest.fixture(autouse=True)
+    def platform_32bit(self, monkeypatch):
+        int32 = np.int32
+        take, tae, pae, argmax = np.take, np.take_along_axis, np.put_along_axis, np.argmax
+
+        def safe(idx):
+            return np.asarray(idx).astype(int32, casting="safe")
+
+        monkeypatch.setattr(np, "intp", int32)
+        monkeypatch.setattr(np, "take", lambda a, idx, *args, **kw: take(a, safe(idx), *args, **kw))
+        monkeypatch.setattr(np, "take_along_axis", lambda a, idx, *args, **kw: tae(a, safe(idx), *args, **kw))
+        monkeypatch.setattr(np, "put_along_axis", lambda a, idx, *args, **kw: pae(a, safe(idx), *args, **kw))
+        monkeypatch.setattr(np, "argmax", lambda *args, **kw: argmax(*args, **kw).astype(int32))
+        old = ce.configure(engine="numpy")
+        yield
+        ce.configure(**old)
+
+    @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.uint64])
+    @pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"reduction": "none"}, {"ignore_index": 2}])
+    def test_index_targets(self, dtype, options):
+        z = np.random.default_rng(8).normal(size=(5, 4, 3))
+        y = np.array([[0, 1, 2], [3, 2, 1], [2, 2, 0], [1, 0, 3], [3, 3, 3]], dtype=dtype)
+        w = np.array([1.0, 0.5, 2.0, 1.5])
+        assert np.all(np.isfinite(ce.cross_entropy(z, y, w, **options)))
+        assert np.all(np.isfinite(ce.cross_entropy_grad(z, y, w, **options)))
+        if "label_smoothing" not in options:
+            assert np.all(np.isfinite(ce.nll_loss(ce.log_softmax(z, axis=1), y, w, **options)))
+
+    def test_the_deep_tier(self):
+        # Positions that escalate (subnormal terms under a huge weight) take the deep tier's paths.
+        z = np.array([[0.0, -740.0, -720.0]] * 3)
+        g = ce.cross_entropy_grad(z, np.array([0, 0, 1]), np.array([1e300, 1.0, 1.0]), reduction="sum")
+        assert np.all(np.isfinite(g))
+
+    def test_softmax_family_and_binary_losses(self):
+        z = np.random.default_rng(9).normal(size=(4, 6))
+        lp = np.log(ce.softmax(z, axis=1))  # logsumexp of log-probabilities: the deep tier
+        for fn in (ce.softmax, ce.log_softmax, ce.logsumexp):
+            assert np.all(np.isfinite(fn(z, axis=1)))
+        assert np.all(np.isfinite(ce.logsumexp(lp, axis=1)))
+        assert np.isfinite(ce.binary_cross_entropy_with_logits(z[0], np.full(6, 0.3), pos_weight=np.full(6, 2.0)))
+        assert np.isfinite(ce.binary_cross_entropy(ce.softmax(z[0]), np.full(6, 0.3)))

@@ -176,7 +176,7 @@ def exp_pair(xh: np.ndarray, xl, out_hi: np.ndarray, out_lo: np.ndarray, ws, sca
     t *= r
     t *= r
     t += r
-    j = np.bitwise_and(ni, _N_TABLE - 1, out=ws(3, np.int64))
+    j = np.bitwise_and(ni, _N_TABLE - 1, out=ws(3, np.intp))  # take() wants np.intp (int32 on wasm32)
     th = np.take(t_hi, j, out=out_hi)
     t *= th  # T_hi p
     t += np.take(t_lo, j, out=r)

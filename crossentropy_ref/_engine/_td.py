@@ -852,7 +852,7 @@ def _k_exp(s, xh, xm, xl, oh, om, ol, oe):
     s.free(rh, rm, rl)
     ni = n.astype(np.int64)
     s.free(n)
-    j = np.bitwise_and(ni, _NT - 1)
+    j = np.bitwise_and(ni, _NT - 1).astype(np.intp)  # take() wants np.intp (int32 on wasm32)
     (tth, ttm, ttl), _ = _tables()
     th = np.take(tth, j, out=s.take())
     tm = np.take(ttm, j, out=s.take())
