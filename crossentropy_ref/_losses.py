@@ -134,7 +134,9 @@ def cross_entropy(
     ----------
     logits : array_like of shape (C,), (N, C) or (N, C, d1, ..., dk)
         Unnormalised scores; the class axis is 1 (0 for unbatched input).
-        Any real dtype; computed in float64.
+        Any real dtype (bfloat16 and float8 from ml_dtypes included), as a
+        numpy array, a nested list or a torch tensor (read detached, and
+        copied to the host from a GPU); computed in float64.
     target : array_like of shape (), (N,) or (N, d1, ..., dk), or the shape of `logits`
         Class indices (integer dtype) in ``[0, C)`` or equal to
         `ignore_index`; or, when it has the shape of `logits`, class
@@ -222,7 +224,15 @@ def cross_entropy(
     - a class axis of length 0 is a ``ValueError``;
     - ``'mean'`` with a zero denominator is always NaN; torch gives NaN too,
       except with negative class weights that sum to 0, where it can give
-      an infinity.
+      an infinity;
+    - NaN or infinite class weights, and NaN, infinite or negative
+      probability targets, are a ``ValueError`` that names the first
+      position; torch returns a meaningless loss (teacher logits passed as
+      the target give negative losses). Probability rows that do not sum to
+      1 are accepted, as in torch: the loss is then the weighted sum of the
+      :math:`-\log q_c`;
+    - masked arrays (their mask would be lost) and dask arrays (they would
+      be computed whole into memory) are a ``TypeError``.
 
     References
     ----------
