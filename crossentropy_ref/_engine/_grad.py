@@ -155,10 +155,18 @@ def _soft_grad_compiled(pb: Problem, zb, tb, g, den_eff) -> np.ndarray:
     else:
         pt = np.zeros((1, 1, 1))
         yv = np.where(tb[:, 0, :] == pb.ignore_index, -1, tb[:, 0, :]).astype(np.int64)
+    cls_h, cls_l = _class_mass(pb)
     _jit.soft_grad(zb, pt, yv, pb.probabilities, w, pb.ws is not None, oh, ol, eh, el, pb.eps != 0.0,
-                   pb.w_total[0], pb.w_total[1], 1.0 if den_eff is None else float(den_eff), g, hard,
-                   sg.DD_BOUND, sg.DD_FLOOR, sg._TIER_SHARE, _jit.constants()[1], np.empty(c), np.empty(c))
+                   cls_h, cls_l, pb.w_total[0], pb.w_total[1], 1.0 if den_eff is None else float(den_eff), g, hard,
+                   sg.DD_BOUND, sg.DD_FLOOR, sg._TIER_SHARE, _jit.constants()[1], *(np.empty(c) for _ in range(4)))
     return hard[:, None, :]
+
+
+def _class_mass(pb: Problem):
+    """The smoothing mass w_c eps / C of every class, as (C,) double-double parts."""
+    (_, _), (eh, el) = smoothing_pairs(pb.eps, pb.c)
+    w = np.ones(pb.c) if pb.ws is None else pb.ws
+    return dd.mul_float(eh, el, w)
 
 
 def grad(pb: Problem, inv_d, den_eff, deep) -> np.ndarray:

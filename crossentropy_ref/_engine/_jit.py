@@ -593,12 +593,13 @@ if numba is not None:
                 babs_o[i, 0, p] = ba
 
     @_jit
-    def soft_grad(z, pt, yv, is_prob, w, use_w, oh, ol, eh, el, eps_on, wt_h, wt_l, den, g, hard_o, dd_bound,
-                  dd_floor, share, DT, teh, tel):
+    def soft_grad(z, pt, yv, is_prob, w, use_w, oh, ol, eh, el, eps_on, cls_h, cls_l, wt_h, wt_l, den, g, hard_o,
+                  dd_bound, dd_floor, share, DT, teh, tel, tbh, tbl):
         """The gradient a q_c - b_c of soft targets or smoothing in double-double, divided by
         `den` with one rounding: _softgrad.grad_block, fused. z, g: (bn, C, bs); pt the
-        probabilities (is_prob) or yv (bn, bs) the class indices (-1: ignored, then g = 0);
-        hard_o (bn, bs): the positions whose bound does not prove an ulp (for the deep tier)."""
+        probabilities (is_prob), or yv (bn, bs) the class indices (-1: ignored, then g = 0)
+        with cls_h + cls_l (C,) the smoothing mass w_c eps / C of every class; hard_o
+        (bn, bs): the positions whose bound does not prove an ulp (for the deep tier)."""
         bn, c, bs = z.shape
         for i in range(bn):
             for p in range(bs):
@@ -625,9 +626,16 @@ if numba is not None:
                         g[i, j, p] = np.nan
                     hard_o[i, p] = False
                     continue
-                # exp(z_j - m) in double-double, and s = sum_{j != k}, by TwoSum accumulation.
+                # exp(z_j - m) in double-double, s = sum_{j != k}; the mass b_j and a = sum b_j.
                 sh = 0.0
                 sl = 0.0
+                ah = 0.0
+                al = 0.0
+                if not is_prob:
+                    wy = w[y] if use_w else 1.0
+                    yh, yl = _dd_mul(oh, ol, wy, 0.0)  # (1 - eps) w_y
+                    ch, cl = _dd_mul(eh, el, wt_h, wt_l)  # eps W / C
+                    ah, al = _two_sum_acc(yh, yl, ch, cl)
                 for j in range(c):
                     v = z[i, j, p]
                     d = v - m
@@ -641,9 +649,22 @@ if numba is not None:
                     tel[j] = l
                     if j != k:
                         sh, sl = _two_sum_acc(sh, sl, h, l)
+                    if is_prob:
+                        wj = w[j] if use_w else 1.0
+                        bh, bl = _mass(pt[i, j, p], wj, oh, ol, eh, el, eps_on)
+                        ah, al = _two_sum_acc(ah, al, bh, bl)
+                    elif j == y:
+                        bh, bl = _two_sum_acc(cls_h[j], cls_l[j], yh, yl)
+                    else:
+                        bh, bl = cls_h[j], cls_l[j]
+                    tbh[j] = bh
+                    tbl[j] = bl
                 t = sh + sl
                 sl = sl - (t - sh)
                 sh = t
+                t = ah + al
+                al = al - (t - ah)
+                ah = t
                 # R = 1 / (1 + s) (one Newton step, as _dd.recip_one_plus)
                 o_h = 1.0 + sh
                 bp = o_h - 1.0
@@ -655,62 +676,42 @@ if numba is not None:
                 rl = r0 * dlt
                 rh = r0 + rl
                 rl = rl - (rh - r0)
-                # a = sum_c b_c, b_c the mass.
-                ah = 0.0
-                al = 0.0
-                if is_prob:
-                    for j in range(c):
-                        wj = w[j] if use_w else 1.0
-                        bh, bl = _mass(pt[i, j, p], wj, oh, ol, eh, el, eps_on)
-                        ah, al = _two_sum_acc(ah, al, bh, bl)
-                else:
-                    wy = w[y] if use_w else 1.0
-                    yh, yl = _dd_mul(oh, ol, wy, 0.0)
-                    ch, cl = _dd_mul(eh, el, wt_h, wt_l)
-                    ah, al = _two_sum_acc(yh, yl, ch, cl)
-                t = ah + al
-                al = al - (t - ah)
-                ah = t
                 fh, fl = _dd_mul(ah, al, rh, rl)  # a / (1 + s)
                 bad = False
+                near = rh > 0.5
                 rest_h = 0.0
                 rest_l = 0.0
+                inv_den = abs(den)
                 for j in range(c):
-                    wj = w[j] if use_w else 1.0
-                    if is_prob:
-                        bh, bl = _mass(pt[i, j, p], wj, oh, ol, eh, el, eps_on)
-                    else:
-                        bh, bl = _mass(1.0 if j == y else 0.0, wj, oh, ol, eh, el, eps_on)
-                    if j != k:
+                    bh = tbh[j]
+                    bl = tbl[j]
+                    if near and j == k:
+                        continue
+                    if near:
                         rest_h, rest_l = _two_sum_acc(rest_h, rest_l, bh, bl)
                     ph, pl = _dd_mul(teh[j], tel[j], fh, fl)  # a q_c
                     gh, gl = _two_sum_acc(ph, pl, -bh, -bl)
-                    scale = abs(ph) + abs(bh)
-                    if j == k and rh > 0.5:
-                        # (a - b_k) - a s / (1 + s): computed after the loop
-                        teh[j] = np.nan
-                        continue
-                    val = gh + gl
-                    q = val / den
+                    q = (gh + gl) / den
                     qp = q * den
                     qe = _fma(q, den, -qp)
                     q = q + (((gh - qp) - qe) + gl) / den
                     g[i, j, p] = q
-                    err = (dd_bound * scale + dd_floor) / abs(den)
+                    scale = abs(ph) + abs(bh)
+                    err = (dd_bound * scale + dd_floor) / inv_den
                     if scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074):
                         bad = True
-                if rh > 0.5:
+                if near:
                     # the maximum: (a - b_k) - a s / (1 + s), s / (1 + s) = s R
                     uh, ul = _dd_mul(sh, sl, rh, rl)
                     uh, ul = _dd_mul(uh, ul, ah, al)
                     gh, gl = _two_sum_acc(rest_h, rest_l, -uh, -ul)
-                    scale = abs(rest_h) + abs(uh)
                     q = (gh + gl) / den
                     qp = q * den
                     qe = _fma(q, den, -qp)
                     q = q + (((gh - qp) - qe) + gl) / den
                     g[i, k, p] = q
-                    err = (dd_bound * scale + dd_floor) / abs(den)
+                    scale = abs(rest_h) + abs(uh)
+                    err = (dd_bound * scale + dd_floor) / inv_den
                     if scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074):
                         bad = True
                 hard_o[i, p] = bad
