@@ -152,8 +152,9 @@ def _weighted_gaps(w: np.ndarray | None, xh: np.ndarray, xl: np.ndarray, ws):
             pl = np.negative(xl, out=ws(6))
         else:
             wb = w[None, :, None]
-            ph, pe = two_prod(-xh, wb)
-            ph = np.copyto(ws(5), ph) or ws(5)
+            p, pe = two_prod(-xh, wb)
+            ph = ws(5)
+            np.copyto(ph, p)
             pl = np.multiply(-xl, wb, out=ws(6))
             pl += pe
         inf = ~np.isfinite(ph)
