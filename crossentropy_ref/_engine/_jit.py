@@ -275,6 +275,33 @@ if numba is not None:
         ap = s - bp
         return s, (acc_l + l) + ((acc_h - ap) + (h - bp))
 
+    @_inline
+    def _shift(v, m):
+        """v - m as s + err exactly (TwoSum)."""
+        s = v - m
+        bp = s - v
+        ap = s - bp
+        return s, (v - ap) - (bp + m)
+
+    @_inline
+    def _finite_or_zero(m):
+        """The shift of a position: its maximum, or 0 where that is not finite (masked later)."""
+        return m if (m - m) == 0.0 else 0.0
+
+    @_inline
+    def _div_round(gh, gl, den):
+        """(gh + gl) / den rounded once: the quotient, corrected by its exact remainder (FMA)."""
+        q = (gh + gl) / den
+        qp = q * den
+        qe = _fma(q, den, -qp)
+        return q + (((gh - qp) - qe) + gl) / den
+
+    @_inline
+    def _unproven(scale, q, dd_bound, dd_floor, share, den_abs):
+        """Whether the bound dd_bound scale + dd_floor (over |den|) fails to prove an ulp of q."""
+        err = (dd_bound * scale + dd_floor) / den_abs
+        return scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074)
+
     _B = 256  # terms per inner block: the scratch stays in L1, the tree's levels vectorise
 
     @_jit
@@ -306,7 +333,7 @@ if numba is not None:
                         break
             m_out[i] = m
             k_out[i] = k
-            mm = m if (m - m) == 0.0 else 0.0
+            mm = _finite_or_zero(m)
             tiny = 0
             acc_h = 0.0
             acc_l = 0.0
@@ -314,10 +341,7 @@ if numba is not None:
                 n = min(_B, c - j0)
                 for j in range(n):
                     v = row[j0 + j]
-                    s = v - mm
-                    bp = s - v
-                    ap = s - bp
-                    err = (v - ap) - (bp + mm)
+                    s, err = _shift(v, mm)
                     tiny += (s < minx) & (s > -np.inf)
                     h, l = _exp2(s, err, K)
                     bh[j] = h
@@ -368,12 +392,9 @@ if numba is not None:
             for j in range(c):
                 for p in range(bs):
                     m = m_out[i, 0, p]
-                    mm = m if (m - m) == 0.0 else 0.0
+                    mm = _finite_or_zero(m)
                     v = z[i, j, p]
-                    s = v - mm
-                    bp = s - v
-                    ap = s - bp
-                    err = (v - ap) - (bp + mm)
+                    s, err = _shift(v, mm)
                     tiny_out[i, 0, p] += (s < minx) & (s > -np.inf)
                     h, l = _exp2(s, err, K)
                     keep = j != k_out[i, 0, p]
@@ -419,13 +440,9 @@ if numba is not None:
         for i in range(bn):
             for j in range(c):
                 for p in range(bs):
-                    mm = m[i, 0, p]
-                    mm = mm if (mm - mm) == 0.0 else 0.0
+                    mm = _finite_or_zero(m[i, 0, p])
                     v = z[i, j, p]
-                    s = v - mm
-                    bp = s - v
-                    ap = s - bp
-                    err = (v - ap) - (bp + mm)
+                    s, err = _shift(v, mm)
                     h, l = _exp2(s, err, K)
                     g[i, j, p] = _mul_round(h, l, fh[i, 0, p], fl[i, 0, p])
 
@@ -434,18 +451,14 @@ if numba is not None:
         """grad_fill for C-contiguous (bn, C) blocks (contiguous inner loop)."""
         bn, c = z.shape
         for i in range(bn):
-            mm = m[i]
-            mm = mm if (mm - mm) == 0.0 else 0.0
+            mm = _finite_or_zero(m[i])
             a = fh[i]
             b = fl[i]
             row = z[i]
             out = g[i]
             for j in range(c):
                 v = row[j]
-                s = v - mm
-                bp = s - v
-                ap = s - bp
-                err = (v - ap) - (bp + mm)
+                s, err = _shift(v, mm)
                 h, l = _exp2(s, err, K)
                 out[j] = _mul_round(h, l, a, b)
 
@@ -457,8 +470,7 @@ if numba is not None:
         bn, c, bs = z.shape
         for i in range(bn):
             for p in range(bs):
-                mm = m[i, 0, p]
-                mm = mm if (mm - mm) == 0.0 else 0.0
+                mm = _finite_or_zero(m[i, 0, p])
                 ga = 0.0
                 for j in range(c):
                     v = z[i, j, p]
@@ -536,8 +548,7 @@ if numba is not None:
         bn, c, bs = z.shape
         for i in range(bn):
             for p in range(bs):
-                mm = m[i, 0, p]
-                mm = mm if (mm - mm) == 0.0 else 0.0
+                mm = _finite_or_zero(m[i, 0, p])
                 pa = 0.0
                 ba = 0.0
                 for j in range(c):
@@ -638,10 +649,7 @@ if numba is not None:
                     ah, al = _two_sum_acc(yh, yl, ch, cl)
                 for j in range(c):
                     v = z[i, j, p]
-                    d = v - m
-                    bp = d - v
-                    ap = d - bp
-                    de = (v - ap) - (bp + m)
+                    d, de = _shift(v, m)
                     if d == -np.inf:
                         de = 0.0
                     h, l = _dd_exp(d, de, DT)
@@ -681,7 +689,7 @@ if numba is not None:
                 near = rh > 0.5
                 rest_h = 0.0
                 rest_l = 0.0
-                inv_den = abs(den)
+                den_abs = abs(den)
                 for j in range(c):
                     bh = tbh[j]
                     bl = tbl[j]
@@ -691,29 +699,19 @@ if numba is not None:
                         rest_h, rest_l = _two_sum_acc(rest_h, rest_l, bh, bl)
                     ph, pl = _dd_mul(teh[j], tel[j], fh, fl)  # a q_c
                     gh, gl = _two_sum_acc(ph, pl, -bh, -bl)
-                    q = (gh + gl) / den
-                    qp = q * den
-                    qe = _fma(q, den, -qp)
-                    q = q + (((gh - qp) - qe) + gl) / den
+                    q = _div_round(gh, gl, den)
                     g[i, j, p] = q
                     scale = abs(ph) + abs(bh)
-                    err = (dd_bound * scale + dd_floor) / inv_den
-                    if scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074):
-                        bad = True
+                    bad |= _unproven(scale, q, dd_bound, dd_floor, share, den_abs)
                 if near:
                     # the maximum: (a - b_k) - a s / (1 + s), s / (1 + s) = s R
                     uh, ul = _dd_mul(sh, sl, rh, rl)
                     uh, ul = _dd_mul(uh, ul, ah, al)
                     gh, gl = _two_sum_acc(rest_h, rest_l, -uh, -ul)
-                    q = (gh + gl) / den
-                    qp = q * den
-                    qe = _fma(q, den, -qp)
-                    q = q + (((gh - qp) - qe) + gl) / den
+                    q = _div_round(gh, gl, den)
                     g[i, k, p] = q
                     scale = abs(rest_h) + abs(uh)
-                    err = (dd_bound * scale + dd_floor) / inv_den
-                    if scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074):
-                        bad = True
+                    bad |= _unproven(scale, q, dd_bound, dd_floor, share, den_abs)
                 hard_o[i, p] = bad
 
     @_jit
@@ -723,13 +721,9 @@ if numba is not None:
         for i in range(bn):
             for j in range(c):
                 for p in range(bs):
-                    mm = m[i, 0, p]
-                    mm = mm if (mm - mm) == 0.0 else 0.0
+                    mm = _finite_or_zero(m[i, 0, p])
                     v = z[i, j, p]
-                    s = v - mm
-                    bp = s - v
-                    ap = s - bp
-                    err = (v - ap) - (bp + mm)
+                    s, err = _shift(v, mm)
                     if s == -np.inf:
                         out[i, j, p] = -np.inf
                         continue
@@ -745,18 +739,14 @@ if numba is not None:
         """log_softmax_fill for C-contiguous (bn, C) blocks (contiguous inner loop)."""
         bn, c = z.shape
         for i in range(bn):
-            mm = m[i]
-            mm = mm if (mm - mm) == 0.0 else 0.0
+            mm = _finite_or_zero(m[i])
             a = -lh[i]
             b = ll[i]
             row = z[i]
             o = out[i]
             for j in range(c):
                 v = row[j]
-                s = v - mm
-                bp = s - v
-                ap = s - bp
-                err = (v - ap) - (bp + mm)
+                s, err = _shift(v, mm)
                 t = s + a
                 bp = t - s
                 ap = t - bp
