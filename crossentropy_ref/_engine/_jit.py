@@ -302,6 +302,33 @@ if numba is not None:
         err = (dd_bound * scale + dd_floor) / den_abs
         return scale > 0.0 and not (err <= share * abs(q) or err <= 2.0**-1074)
 
+    @_inline
+    def _tree(th, tl, n):
+        """Sum the pairs th[:n] + tl[:n] by the halving TwoSum tree (as _rows.tree_sum), in place,
+        and return the sum normalised; an infinite or NaN sum keeps its high part."""
+        while n > 1:
+            half = n // 2
+            off = n - half
+            for j in range(half):
+                a = th[j]
+                b = th[off + j]
+                s = a + b
+                if s - s != 0.0:
+                    tl[j] = 0.0
+                    th[j] = s
+                    continue
+                bp = s - a
+                ap = s - bp
+                tl[j] = (tl[j] + tl[off + j]) + ((a - ap) + (b - bp))
+                th[j] = s
+            n -= half
+        h = th[0]
+        lo = tl[0]
+        if h - h != 0.0:
+            return h, 0.0
+        s = h + lo
+        return s, lo - (s - h)
+
     _B = 256  # terms per inner block: the scratch stays in L1, the tree's levels vectorise
 
     @_jit
@@ -488,31 +515,7 @@ if numba is not None:
                     th[j] = ph
                     tl[j] = pl
                     ga += abs(ph)
-                nn = c
-                while nn > 1:
-                    half = nn // 2
-                    off = nn - half
-                    for j in range(half):
-                        a = th[j]
-                        b = th[off + j]
-                        s = a + b
-                        if s - s != 0.0:  # an infinite sum keeps its high part
-                            tl[j] = 0.0
-                            th[j] = s
-                            continue
-                        bp = s - a
-                        ap = s - bp
-                        tl[j] = (tl[j] + tl[off + j]) + ((a - ap) + (b - bp))
-                        th[j] = s
-                    nn -= half
-                h = th[0]
-                lo = tl[0]
-                if h - h == 0.0:
-                    s = h + lo
-                    lo = lo - (s - h)
-                    h = s
-                else:
-                    lo = 0.0
+                h, lo = _tree(th, tl, c)
                 gh_out[i, 0, p] = h
                 gl_out[i, 0, p] = lo
                 gabs_out[i, 0, p] = ga
@@ -571,35 +574,8 @@ if numba is not None:
                     ul[j] = bl
                     pa += abs(ph)
                     ba += abs(bh)
-                for arr_h, arr_l in ((th, tl), (uh, ul)):
-                    nn = c
-                    while nn > 1:
-                        half = nn // 2
-                        off = nn - half
-                        for j in range(half):
-                            a = arr_h[j]
-                            b = arr_h[off + j]
-                            s = a + b
-                            if s - s != 0.0:
-                                arr_l[j] = 0.0
-                                arr_h[j] = s
-                                continue
-                            bp = s - a
-                            ap = s - bp
-                            arr_l[j] = (arr_l[j] + arr_l[off + j]) + ((a - ap) + (b - bp))
-                            arr_h[j] = s
-                        nn -= half
-                for arr_h, arr_l, oh_, ol_ in ((th, tl, gh_o, gl_o), (uh, ul, ah_o, al_o)):
-                    h = arr_h[0]
-                    lo = arr_l[0]
-                    if h - h == 0.0:
-                        s = h + lo
-                        lo = lo - (s - h)
-                        h = s
-                    else:
-                        lo = 0.0
-                    oh_[i, 0, p] = h
-                    ol_[i, 0, p] = lo
+                gh_o[i, 0, p], gl_o[i, 0, p] = _tree(th, tl, c)
+                ah_o[i, 0, p], al_o[i, 0, p] = _tree(uh, ul, c)
                 pabs_o[i, 0, p] = pa
                 babs_o[i, 0, p] = ba
 
