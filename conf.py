@@ -153,6 +153,8 @@ html_theme_options = {
 copybutton_selector = "div.highlight pre, pre.literal-block"
 html_favicon = "docs/_static/favicon.svg"
 html_css_files = ["site.css"]
+# Plain text, not LaTeX, for the formulas that search results quote.
+html_js_files = ["search_math.js"]
 # Light or dark as the reader's system prefers (without it the theme logs a console error).
 html_context = {"default_mode": "auto"}
 # The site loads nothing from other hosts: docs/_ext/local_mathjax.py serves
