@@ -775,6 +775,12 @@ _TOO_WIDE = """(mode) => {
       const scrolls = hidden && /auto|scroll/.test(getComputedStyle(box).overflowX);
       const text = el.textContent.trim().replace(/\\s+/g, ' ').slice(0, 40);
       const what = `${name} "${text}"`;
+      const lines = name === 'equation' ? el.querySelectorAll('mjx-linebox').length : 0;
+      if (mode === 'desktop' && lines) {
+        // Every equation of the book fits 1280 px: a break there means
+        // MathJax measured the column wrong.
+        bad.push(`${what}: broken into ${lines} lines`);
+      }
       if (right > edge + 1) {
         bad.push(`${what}: ends ${Math.round(right - edge)} px past the column`);
       } else if (hidden && (mode === 'desktop' || !scrolls)) {
