@@ -108,7 +108,9 @@ def _pages(app):
                      f'has the current one.</p>')
         else:
             where = "<p>This is the file as this copy of the book was built from it.</p>"
-        body = f"<h1>{html.escape(rel)}</h1>\n{where}\n{code}"
+        # On a phone the path wraps after a slash or an underscore, not mid-word.
+        title = html.escape(rel).replace("/", "/<wbr>").replace("_", "_<wbr>")
+        body = f"<h1>{title}</h1>\n{where}\n{code}"
         yield f"{PREFIX}/{rel}", {"title": rel, "body": body, "parents": []}, "page.html"
     if cited:
         logger.info(f"repo_files: {len(cited)} cited files in {PREFIX}/")

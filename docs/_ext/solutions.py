@@ -22,7 +22,6 @@ An optional argument replaces the title "Solution".
 from __future__ import annotations
 
 from docutils import nodes
-from docutils.parsers.rst import directives
 from sphinx.errors import ExtensionError
 from sphinx.transforms import SphinxTransform
 from sphinx.util.docutils import SphinxDirective
@@ -53,7 +52,6 @@ class _end(nodes.General, nodes.Element):
 class SolutionStart(SphinxDirective):
     optional_arguments = 1
     final_argument_whitespace = True
-    option_spec = {"class": directives.class_option}
 
     def run(self):
         node = _start(title=self.arguments[0] if self.arguments else "Solution")
