@@ -95,19 +95,35 @@ def _wrap(render):
     return wrapped
 
 
+_HEADING = re.compile(r"<(h[1-6])\b[^>]*>.*?</\1>", re.S)
+_SIGNATURE = re.compile(r'<dt class="sig\b[^"]*"[^>]*>.*?</dt>', re.S)
+
+
+def _add_headings(fragment) -> bool:
+    return _add_breaks(fragment, ["h1", "h2", "h3", "h4", "h5", "h6"])
+
+
+def _fix(match: re.Match, add) -> str:
+    """The HTML of one heading or signature, with its <wbr>s added."""
+    html = match.group()
+    if add is _add_headings and not _LONG_NAME.search(html):
+        return html
+    fragment = BeautifulSoup(html, "html.parser")
+    return str(fragment) if add(fragment) else html
+
+
 def _on_page(app, pagename, templatename, context, doctree) -> None:
     for key in ("generate_toctree_html", "generate_toc_html"):
         if key in context:
             context[key] = _wrap(context[key])
     # The page's own headings, e.g. an API page's title
     # crossentropy_ref.binary_cross_entropy_with_logits.
+    # Each heading and signature is parsed on its own: parsing a whole body
+    # (a module's highlighted source runs to megabytes) cost seconds a build.
     body = context.get("body")
-    if body and (_LONG_NAME.search(body) or 'class="sig ' in body):
-        soup = BeautifulSoup(body, "html.parser")
-        headings = _add_breaks(soup, ["h1", "h2", "h3", "h4", "h5", "h6"])
-        signatures = _break_signatures(soup)
-        if headings or signatures:
-            context["body"] = str(soup)  # else the body stays as it was
+    if body:
+        body = _HEADING.sub(lambda m: _fix(m, _add_headings), body)
+        context["body"] = _SIGNATURE.sub(lambda m: _fix(m, _break_signatures), body)
     # The previous/next links under the article show page titles too.
     for key in ("prev", "next"):
         link = context.get(key)

@@ -97,6 +97,11 @@ def _pages(app):
     root = _root(app)
     highlighter = app.builder.highlighter
     for rel in cited:
+        # As sphinx.ext.viewcode does for modules: a page newer than its file
+        # is left as it is (`make clean` renders every page again).
+        page = Path(app.outdir, PREFIX, rel + ".html")
+        if page.is_file() and page.stat().st_mtime > (root / rel).stat().st_mtime:
+            continue
         source = (root / rel).read_text(encoding="utf-8")
         lexer = _LEXERS.get(Path(rel).suffix, "text" if Path(rel).name != "Makefile" else "make")
         code = highlighter.highlight_block(source, lexer, linenos=False)
