@@ -22,12 +22,15 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",  # the package's source, highlighted, linked from the API pages
     "numpydoc",
     "sphinx_copybutton",
     "sphinx_design",
     "local_mathjax",
     "notebook_downloads",
     "nav_wbr",  # line breaks inside long code names in the sidebars
+    "solutions",  # an exercise's solution, prose and code cells, behind one toggle
+    "repo_files",  # the repository's files that pages cite, readable on the site
 ]
 
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "_ext", "_tools"]
@@ -86,7 +89,7 @@ if nb_execution_mode == "off":
 os.environ["JUPYTER_PATH"] = os.pathsep.join(
     [str(ROOT / "docs" / "_jupyter")] + [p for p in [os.environ.get("JUPYTER_PATH")] if p]
 )
-myst_enable_extensions = ["amsmath", "dollarmath", "colon_fence", "deflist"]
+myst_enable_extensions = ["amsmath", "dollarmath", "colon_fence", "deflist", "substitution"]
 myst_heading_anchors = 3
 
 # --- API reference ---------------------------------------------------------
@@ -104,6 +107,33 @@ import crossentropy_ref
 np.set_printoptions(precision=8, suppress=False)
 """
 
+# --- the repository --------------------------------------------------------
+# The site cannot know where its source lives, but its builds do: the Pages
+# workflow sets BOOK_REPO_URL (${{ github.server_url }}/${{ github.repository }})
+# and Read the Docs sets READTHEDOCS_GIT_CLONE_URL. When one is set, the
+# theme's repository button and the Install section name it; an offline
+# build (neither set) shows neither. index.md's `{only} book_repo` block and
+# its {{ repo_url }} / {{ repo_link }} substitutions use it.
+
+
+def _repo_url(raw: str) -> str:
+    """https://host/owner/name from a clone URL (https or git@host:owner/name.git)."""
+    url = raw.strip()
+    if url.startswith("git@") and ":" in url:
+        host, _, path = url[len("git@") :].partition(":")
+        url = f"https://{host}/{path}"
+    return url.removesuffix("/").removesuffix(".git")
+
+
+REPO_URL = _repo_url(os.environ.get("BOOK_REPO_URL") or os.environ.get("READTHEDOCS_GIT_CLONE_URL", ""))
+if REPO_URL:
+    tags.add("book_repo")  # noqa: F821 (Sphinx provides `tags` to conf.py)
+myst_substitutions = {
+    "repo_url": REPO_URL,
+    "repo_link": f"[{REPO_URL.split('://', 1)[-1]}]({REPO_URL})" if REPO_URL else "",
+}
+repo_files_url = REPO_URL  # docs/_ext/repo_files.py: "this file in the repository"
+
 # --- HTML ------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
 html_title = "crossentropy_ref"
@@ -114,9 +144,17 @@ html_theme_options = {
     # navbar_persistent) would be a second box on desktop; on a phone the
     # article header keeps its search button.
     "navbar_persistent": [],
+    # The header's repository button, only when the build knows the address.
+    "repository_url": REPO_URL,
+    "use_repository_button": bool(REPO_URL),
 }
+# The Install section's commands are parsed-literal blocks (they carry the
+# repository's address), which the copy button does not cover by default.
+copybutton_selector = "div.highlight pre, pre.literal-block"
 html_favicon = "docs/_static/favicon.svg"
 html_css_files = ["site.css"]
+# Plain text, not LaTeX, for the formulas that search results quote.
+html_js_files = ["search_math.js"]
 # Light or dark as the reader's system prefers (without it the theme logs a console error).
 html_context = {"default_mode": "auto"}
 # The site loads nothing from other hosts: docs/_ext/local_mathjax.py serves
@@ -124,3 +162,7 @@ html_context = {"default_mode": "auto"}
 # site's public URL, where known, gives the 404 page its <base>: Read the Docs
 # sets READTHEDOCS_CANONICAL_URL, .github/workflows/pages.yml sets BOOK_BASE_URL.
 html_baseurl = os.environ.get("READTHEDOCS_CANONICAL_URL") or os.environ.get("BOOK_BASE_URL", "")
+# On a phone a long display equation is wider than the column. MathJax 4
+# breaks it into lines at its operators instead of letting it overflow (the
+# reader can still choose scrolling or scaling in MathJax's menu).
+mathjax4_config = {"output": {"displayOverflow": "linebreak"}}

@@ -204,9 +204,9 @@ def cross_entropy(
 
     - the options after `weight` (`ignore_index`, `reduction`,
       `label_smoothing`) are keyword-only, so torch's positional
-      ``F.cross_entropy(x, y, w, None, 255)`` is a ``TypeError`` here
-      (Python's "takes from 2 to 3 positional arguments but 5 were
-      given"); write ``cross_entropy(x, y, w, ignore_index=255)``;
+      ``F.cross_entropy(x, y, w, None, 255)`` is a ``TypeError`` here,
+      whose message names the options to pass by keyword; write
+      ``cross_entropy(x, y, w, ignore_index=255)``;
     - torch's deprecated `size_average` and `reduce` are not accepted
       (``TypeError``); pass the `reduction` they stand for:
       ``reduce=False`` is ``'none'``, else ``size_average=False`` is

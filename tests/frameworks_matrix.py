@@ -1182,5 +1182,6 @@ def behaviour(label: str, entry: dict) -> str:
     if wrong[2] < 350.0:  # the truth is 700
         words.append(f"caps at {wrong[2]:.4g}")
     if not np.all(np.isfinite(entry["±1e4"]["values"])):
-        words.append("overflows to inf")
+        # The loss is inf because a probability underflowed to 0 before its log.
+        words.append("inf after an underflow")
     return ", ".join(words) or "accurate"

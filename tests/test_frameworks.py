@@ -62,7 +62,7 @@ EXPECTED = {
     "Keras, probabilities": "floors at 1e-07, caps at 16.12",
     "sklearn": "floors at 2.2e-16, caps at 36.04",
     "SciPy": "rounds to 0",
-    "ONNX": "rounds to 0, overflows to inf",
+    "ONNX": "rounds to 0, inf after an underflow",
 }
 
 

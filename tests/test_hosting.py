@@ -10,9 +10,11 @@ only the site. CI also runs Read the Docs' build command itself
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,62 @@ class TestReadTheDocs:
         assert rtd["build"]["jobs"]["pre_build"] == ["python docs/_ext/fetch_mathjax.py"]
         assert rtd["build"]["tools"]["python"] == "3.11"
         assert "nodejs" in rtd["build"]["tools"]
+
+
+class TestRepositoryAddress:
+    """The site names its repository when the build knows it, and only then.
+
+    The Pages workflow passes BOOK_REPO_URL and Read the Docs sets
+    READTHEDOCS_GIT_CLONE_URL; conf.py turns either into the theme's
+    repository button and the Install section's commands. Each case builds
+    the landing page alone (no page executed, the rest of the book left out,
+    so the warnings about links to it are expected) in a few seconds.
+    """
+
+    URL = "https://github.com/example-owner/crossentropy_ref"
+    PAGES_VALUE = "${{ github.server_url }}/${{ github.repository }}"
+
+    def test_the_pages_workflow_passes_the_repository(self, workflow):
+        builds = [s for _, _, s in _steps(workflow) if s.get("run") == "make html PYTHON=python"]
+        assert len(builds) == 1
+        assert builds[0]["env"]["BOOK_REPO_URL"] == self.PAGES_VALUE
+
+    @staticmethod
+    def _landing_page(tmp_path, **env_vars) -> str:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("BOOK_REPO_URL", "READTHEDOCS_GIT_CLONE_URL")}
+        env.update(env_vars, NB_EXECUTION_MODE="off")
+        out = tmp_path / "html"
+        skip = "_build,_ext,_tools,explanation,howto,reference,tutorial,glossary.md,404.md"
+        run = subprocess.run(
+            [sys.executable, "-m", "sphinx", "-b", "html", "docs", str(out), "-c", ".",
+             "-d", str(tmp_path / "doctrees"), "-q", "-D", f"exclude_patterns={skip}"],
+            cwd=ROOT, env=env, capture_output=True, text=True,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        return (out / "index.html").read_text(encoding="utf-8")
+
+    @pytest.mark.parametrize(
+        "variable, value",
+        [
+            ("BOOK_REPO_URL", URL),
+            ("READTHEDOCS_GIT_CLONE_URL", URL + ".git"),
+            ("READTHEDOCS_GIT_CLONE_URL", "git@github.com:example-owner/crossentropy_ref.git"),
+        ],
+    )
+    def test_named_when_the_build_knows_it(self, tmp_path, variable, value):
+        html = self._landing_page(tmp_path, **{variable: value})
+        # The theme's repository button in the header ...
+        assert re.search(rf'<a href="{re.escape(self.URL)}"[^>]*btn-source-repository-button', html)
+        # ... and the Install section's link and commands.
+        assert f'<a class="reference external" href="{self.URL}">' in html
+        assert f"pip install &quot;crossentropy_ref &#64; git+{self.URL}&quot;" in html
+        assert f"git clone {self.URL}\n" in html
+
+    def test_absent_from_an_offline_build(self, tmp_path):
+        html = self._landing_page(tmp_path)
+        assert "btn-source-repository-button" not in html
+        assert "git+" not in html and "git clone" not in html
+        assert "Its source is at" not in html
+        # The rest of the Install section is there.
+        assert "From a clone of its repository" in html

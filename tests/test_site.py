@@ -14,7 +14,17 @@ and check that
 * at a phone's width (390 px) no page scrolls sideways and no text is cut off;
 * at 1280 px no code block, output, table or display equation is wider than
   its column (none scrolls sideways), and at 390 px only those that scroll
-  inside their own box are.
+  inside their own box are;
+* no glue role, raw LaTeX or other markup is left in a page's rendered text
+  or in the TeX that MathJax typesets, no ordered list starts in the middle
+  of a sentence, and every repository file a page cites is a link;
+* at 390 px every display equation fits its column (MathJax breaks it into
+  lines) or shows that it scrolls, no API signature breaks inside a word,
+  and a wide table keeps its first column in view;
+* the landing page's map links to every page of the book, and every API
+  page links to its source;
+* headings get lighter as they get smaller, and search results quote
+  formulas as text, not LaTeX.
 
 SITE_DIR=path/to/html tests another build than _build/html.
 
@@ -178,7 +188,67 @@ class Visit:
     math_errors: list[str] = field(default_factory=list)
     font_faces: list[tuple[str, str]] = field(default_factory=list)  # (family, status)
     has_favicon: bool = False
+    raw_markup: list[str] = field(default_factory=list)  # leftovers in text or TeX
+    list_in_sentence: list[str] = field(default_factory=list)
+    unlinked_files: list[str] = field(default_factory=list)  # cited, not linked
+    article_links: list[str] = field(default_factory=list)
+    source_links: int = 0  # sphinx.ext.viewcode's [source] links
 
+
+# What must not be left in a page's rendered text, outside code and math:
+# a myst-nb glue role that never resolved, LaTeX that MathJax never saw
+# (delimiters, commands), MyST role or directive syntax, Markdown's `code`
+# or **bold** that reached the page as text (a glued note rendered as plain
+# text). And in the TeX that
+# MathJax typesets: a role, which MyST does not resolve inside math (it
+# renders letter by letter). Also an ordered list that starts in the middle
+# of a sentence (a source line that began "1. Its ..."), and a cited file of
+# the repository (tests/..., benchmarks/..., crossentropy_ref/...) that is
+# not a link to the site's copy of it.
+_TEXT_CHECKS = r"""() => {
+  const skip = 'pre, code, .highlight, mjx-container, script, style, .math, '
+               + 'mjx-assistive-mml, .MathJax, nav, .toctree-wrapper';
+  const text_patterns = [
+    /\{glue(:[a-z]+)?\}/, /glue:(text|md|any|figure)\b/, /\\[()\[\]]/,
+    /\$\$/, /\\(frac|log|sum|operatorname|mathrm|varepsilon|partial|left)\b/,
+    /\{(term|ref|doc|func|mod|glue|math)\}`/, /^```\{/m,
+    /`[^`\s][^`]*`/, /\*\*[A-Za-z][^*]*\*\*/,  // Markdown code or bold, unrendered
+  ];
+  const raw = [];
+  const article = document.querySelector('article') || document.body;
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (node.parentElement.closest(skip)) continue;
+    const text = node.textContent;
+    for (const re of text_patterns) {
+      const m = text.match(re);
+      if (m) raw.push(`text: ...${text.slice(Math.max(0, m.index - 30), m.index + 40).trim()}...`);
+    }
+  }
+  const items = (window.MathJax && MathJax.startup && MathJax.startup.document
+                 && MathJax.startup.document.math) ? MathJax.startup.document.math : [];
+  for (const item of items) {
+    if (/glue:|\{[a-z:-]+\}`/.test(item.math)) raw.push(`TeX: ${item.math.slice(0, 80)}`);
+  }
+  const lists = [];
+  for (const ol of article.querySelectorAll('ol')) {
+    const prev = ol.previousElementSibling;
+    if (prev && prev.tagName === 'P' && !/[:.?!)]$/.test(prev.textContent.trim())) {
+      lists.push(`${prev.textContent.trim().slice(-50)} | ${ol.textContent.trim().slice(0, 50)}`);
+    }
+  }
+  const cited = /^(tests|benchmarks|crossentropy_ref|docs)\/[\w\/.-]+\.(py|json|toml|md)$/;
+  const unlinked = [...article.querySelectorAll('code')]
+    .filter(c => !c.closest('pre, .highlight, a') && cited.test(c.textContent.trim()))
+    .map(c => c.textContent.trim());
+  return {
+    rawMarkup: raw,
+    listInSentence: lists,
+    unlinkedFiles: unlinked,
+    articleLinks: [...article.querySelectorAll('a[href]')].map(a => a.href),
+    sourceLinks: article.querySelectorAll('.viewcode-link').length,
+  };
+}"""
 
 # Runs in the page once it has loaded and MathJax (if any) has typeset it.
 _INSPECT = """async () => {
@@ -195,6 +265,7 @@ _INSPECT = """async () => {
     mathErrors: [...document.querySelectorAll('mjx-merror')].map(e => e.textContent),
     fontFaces: [...document.fonts].map(f => [f.family, f.status]),
     hasFavicon: !!document.querySelector('link[rel~="icon"]'),
+    ...(""" + _TEXT_CHECKS + """)(),
   };
 }"""
 
@@ -252,6 +323,11 @@ class _Tab:
         visit.math_errors = data["mathErrors"]
         visit.font_faces = [tuple(f) for f in data["fontFaces"]]
         visit.has_favicon = data["hasFavicon"]
+        visit.raw_markup = data["rawMarkup"]
+        visit.list_in_sentence = data["listInSentence"]
+        visit.unlinked_files = data["unlinkedFiles"]
+        visit.article_links = data["articleLinks"]
+        visit.source_links = data["sourceLinks"]
         self.visit = None  # leaving the page may abort requests: not this page's failures
         return visit
 
@@ -626,6 +702,8 @@ def phone_dark(browser, base_url, crawl, screenshots) -> dict[str, dict]:
                     "e => { e.scrollIntoView({block: 'start'}); window.scrollBy(0, -150); }"
                 )
                 tab.page.screenshot(path=str(screenshots / f"{Path(path).stem}-phone-dark.png"))
+            result["equations"] = tab.page.evaluate(_EQUATIONS)
+            result["signature_breaks"] = tab.page.evaluate(_SIGNATURE_BREAKS)
             # Last, as it opens every folded block (hidden code, dropdowns).
             result["too_wide"] = tab.page.evaluate(_TOO_WIDE, "phone")
     finally:
@@ -697,6 +775,12 @@ _TOO_WIDE = """(mode) => {
       const scrolls = hidden && /auto|scroll/.test(getComputedStyle(box).overflowX);
       const text = el.textContent.trim().replace(/\\s+/g, ' ').slice(0, 40);
       const what = `${name} "${text}"`;
+      const lines = name === 'equation' ? el.querySelectorAll('mjx-linebox').length : 0;
+      if (mode === 'desktop' && lines) {
+        // Every equation of the book fits 1280 px: a break there means
+        // MathJax measured the column wrong.
+        bad.push(`${what}: broken into ${lines} lines`);
+      }
       if (right > edge + 1) {
         bad.push(`${what}: ends ${Math.round(right - edge)} px past the column`);
       } else if (hidden && (mode === 'desktop' || !scrolls)) {
@@ -724,10 +808,17 @@ def desktop_too_wide(browser, base_url, crawl) -> dict[str, list[str]]:
     return results
 
 
+# Source listings, not book pages: the package's modules (sphinx.ext.viewcode)
+# and the repository files pages cite (docs/_ext/repo_files.py) are shown as
+# they are, and their long lines scroll.
+SOURCE_LISTINGS = ("_modules/", "_repo/")
+
+
 def test_no_block_is_wider_than_its_column_on_a_desktop(desktop_too_wide):
     """Code, outputs, tables and equations fit a 1280 px page: none scrolls sideways."""
     assert WIDE_PAGE in desktop_too_wide
-    bad = {p: bad for p, bad in desktop_too_wide.items() if bad}
+    bad = {p: bad for p, bad in desktop_too_wide.items()
+           if bad and not p.startswith(SOURCE_LISTINGS)}
     assert bad == {}, _listing(bad)
 
 
@@ -741,3 +832,187 @@ def _listing(bad: dict[str, list[str]]) -> str:
     """One line per block, grouped by page: the whole list, untruncated."""
     lines = [f"{len(v)} on {p}:\n" + "\n".join(f"  {x}" for x in v) for p, v in bad.items()]
     return "too wide:\n" + "\n".join(lines)
+
+
+# --- what a reader should never see ------------------------------------------
+
+# Known leftovers on pages that another change fixes; each entry must name the
+# exact text it excuses, so that nothing else on the page is excused. The
+# judge-kernel page's glue role inside math is issue 19's to fix: delete the
+# entry when it is.
+KNOWN_RAW_MARKUP = {"howto/judge-kernel.html": "{glue:text}`jk-f16-underflow"}
+
+
+def test_no_glue_role_or_raw_latex_is_left_in_the_text(crawl):
+    """A role MyST never resolved, or LaTeX MathJax never typeset, reads as noise."""
+    assert len([p for p, v in crawl.items() if v.math_sources]) >= 5  # the TeX was read
+    left = {}
+    for path, visit in crawl.items():
+        excused = KNOWN_RAW_MARKUP.get(path)
+        found = [m for m in visit.raw_markup if not (excused and excused in m)]
+        if found:
+            left[path] = found
+    assert left == {}
+
+
+def test_no_ordered_list_starts_inside_a_sentence(crawl):
+    """A source line that begins "1. Its ..." turns the rest of a sentence into a list."""
+    assert {p: v.list_in_sentence for p, v in crawl.items() if v.list_in_sentence} == {}
+
+
+def test_every_cited_repository_file_is_a_link(crawl):
+    """A page that cites tests/... or benchmarks/... lets the reader open it, offline."""
+    assert {p: v.unlinked_files for p, v in crawl.items() if v.unlinked_files} == {}
+    repo_pages = [p for p in crawl if p.startswith("_repo/")]
+    assert {"_repo/benchmarks/bench.py.html", "_repo/tests/test_accuracy.py.html"} <= set(repo_pages)
+
+
+def test_every_api_page_links_to_its_source(crawl):
+    api_pages = [p for p in crawl if p.startswith("reference/generated/")]
+    assert len(api_pages) >= 10
+    assert [p for p in api_pages if crawl[p].source_links == 0] == []
+    assert any(p.startswith("_modules/crossentropy_ref/") for p in crawl)
+
+
+def _book_pages(crawl) -> set[str]:
+    """The pages of the book: not Sphinx's own, not generated, not listings."""
+    return {
+        p for p in crawl
+        if p not in SEEDS and not p.startswith(("_", "reference/generated/"))
+    }
+
+
+def test_the_landing_page_maps_every_page(crawl, base_url):
+    """The index's own text, not only the sidebar, links to every page."""
+    mapped = {_page_key(link, base_url) for link in crawl["index.html"].article_links}
+    pages = _book_pages(crawl)
+    assert len(pages) >= 17  # 2 tutorials, 5 explanations, 5 how-tos, 4 references, glossary
+    assert pages - mapped == set(), "pages missing from the landing page's map"
+
+
+# --- phones: equations, signatures, tables ---------------------------------
+
+# Display equations wider than their box at the current width, and whether
+# each shows that it scrolls: it may scroll (overflow-x auto or scroll) and
+# draws the scroll shadow (site.css) on its side.
+_EQUATIONS = r"""() => [...document.querySelectorAll('article mjx-container[display="true"]')]
+  .filter(m => m.getClientRects().length && m.scrollWidth > m.clientWidth + 1)
+  .map(m => {
+    const style = getComputedStyle(m);
+    const cue = /auto|scroll/.test(style.overflowX) && /gradient/.test(style.backgroundImage);
+    return {width: m.scrollWidth, box: m.clientWidth, cue,
+            text: (m.getAttribute('aria-label') || m.textContent).slice(0, 50)};
+  })"""
+
+# Places where an API signature's line breaks between two letters or digits
+# of one word: each character's line is the top of its own box.
+_SIGNATURE_BREAKS = r"""() => {
+  const bad = [];
+  for (const sig of document.querySelectorAll('dt.sig')) {
+    const chars = [];
+    const walker = document.createTreeWalker(sig, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.closest('.headerlink')) continue;
+      for (let i = 0; i < node.length; i++) {
+        const range = document.createRange();
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        const rect = range.getClientRects()[0];
+        if (rect) chars.push([node.data[i], rect.top]);
+      }
+    }
+    for (let i = 1; i < chars.length; i++) {
+      const [a, ta] = chars[i - 1], [b, tb] = chars[i];
+      if (/\w/.test(a) && /\w/.test(b) && a !== '_' && b !== '_' && tb - ta > 2) {
+        const word = chars.slice(Math.max(0, i - 8), i + 8).map(c => c[0]).join('');
+        bad.push(`${word} breaks after "${a}"`);
+      }
+    }
+  }
+  return bad;
+}"""
+
+
+def test_no_display_equation_is_clipped_on_a_phone(phone_dark):
+    """At 390 px an equation fits (MathJax breaks it) or shows that it scrolls."""
+    shown = sum(1 for r in phone_dark.values() for e in r["equations"])
+    silent = {p: [e for e in r["equations"] if not e["cue"]] for p, r in phone_dark.items()}
+    assert {p: e for p, e in silent.items() if e} == {}
+    # MathJax's line breaking does the work: at most a few equations scroll.
+    assert shown <= 3, {p: r["equations"] for p, r in phone_dark.items() if r["equations"]}
+
+
+def test_no_signature_breaks_inside_a_word_on_a_phone(phone_dark):
+    """crossentropy_ref.cross_entropy(logits, ...) wraps between names, never in "logi|ts"."""
+    api = [p for p in phone_dark if p.startswith("reference/generated/")]
+    assert api
+    assert {p: r["signature_breaks"] for p, r in phone_dark.items() if r["signature_breaks"]} == {}
+
+
+def test_a_wide_table_keeps_its_first_column_in_view(browser, base_url):
+    """The parity matrix scrolls sideways on a phone; its row labels stay put."""
+    tab = _Tab(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        tab.page.goto(base_url + "reference/parity-matrix.html", wait_until="load")
+        _settle(tab.page)
+        moved = tab.page.evaluate("""() => {
+          const box = [...document.querySelectorAll('article .pst-scrollable-table-container')]
+            .find(b => b.scrollWidth > b.clientWidth + 1);
+          if (!box) return null;
+          const first = box.querySelector('tbody tr td');
+          const second = first.nextElementSibling;
+          const before = [first.getBoundingClientRect().left, second.getBoundingClientRect().left];
+          box.scrollLeft = 200;
+          const after = [first.getBoundingClientRect().left, second.getBoundingClientRect().left];
+          return {box: box.getBoundingClientRect().left, before, after};
+        }""")
+    finally:
+        tab.close()
+    assert moved is not None, "the parity matrix no longer scrolls on a phone"
+    assert moved["after"][1] < moved["before"][1] - 100  # the table scrolled ...
+    assert abs(moved["after"][0] - moved["before"][0]) <= 1  # ... its first column did not
+
+
+# --- type ----------------------------------------------------------------------
+
+
+def test_headings_get_lighter_as_they_get_smaller(browser, base_url):
+    tab = _Tab(browser, viewport=DESKTOP)
+    try:
+        tab.page.goto(base_url + "explanation/gradient.html", wait_until="load")
+        weights = tab.page.evaluate(
+            "() => ['h1', 'h2', 'h3'].map(h => parseInt(getComputedStyle("
+            "document.querySelector('article ' + h)).fontWeight))"
+        )
+        tab.page.goto(base_url + "howto/torch-options.html", wait_until="load")
+        title = tab.page.evaluate("""() => {
+          const h1 = document.querySelector('article h1'), code = h1.querySelector('code');
+          const c = getComputedStyle(code);
+          return {code: !!code, color: c.color, h1: getComputedStyle(h1).color,
+                  background: c.backgroundColor};
+        }""")
+    finally:
+        tab.close()
+    assert weights[0] >= weights[1] >= weights[2], weights
+    # The torch-options title's code reads as part of the title, not as a pill.
+    assert title["code"] and title["color"] == title["h1"]
+    assert title["background"] in ("rgba(0, 0, 0, 0)", "transparent")
+
+
+def test_search_results_quote_formulas_as_text(browser, base_url):
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{base_url}search.html?q=surprisal", wait_until="networkidle")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#search-results p.context').length > 0"
+        )
+        page.wait_for_load_state("networkidle")
+        summaries = page.eval_on_selector_all(
+            "#search-results p.context", "ps => ps.map(p => p.textContent)"
+        )
+    finally:
+        context.close()
+    assert summaries
+    leftovers = [s for s in summaries if "\\(" in s or "\\)" in s or "\\log" in s]
+    assert leftovers == []

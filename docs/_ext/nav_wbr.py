@@ -10,6 +10,13 @@ sidebar), the page contents (right sidebar) and the previous/next links,
 and in the page's headings, so that the name wraps between its parts:
 ``crossentropy_ref`` / ``.logsumexp``.
 
+An API signature, ``crossentropy_ref.cross_entropy(logits, target, ...)``,
+has the same problem on a phone: ``crossentropy_ref.cross_entropy(logits,``
+is one word, and the browser cut it mid-word (``logi`` / ``ts``). In the
+signatures (``dt.sig``) a ``<wbr>`` also goes after the module's dot and
+after the opening parenthesis, so that the name and each parameter move to
+the next line whole.
+
 It wraps the pydata-sphinx-theme functions that render the two sidebars,
 ``generate_toctree_html`` and ``generate_toc_html``, and edits the HTML
 they return, and the headings of the page's HTML body. What a reader sees,
@@ -62,6 +69,21 @@ def _add_breaks(tree, names=("a",)) -> bool:
     return changed
 
 
+def _break_signatures(tree) -> bool:
+    """<wbr> after the prename (``crossentropy_ref.``) and the opening paren of each signature."""
+    changed = False
+    for sig in tree.select("dt.sig"):
+        if sig.find("wbr") is not None:
+            continue
+        marks = sig.select(".sig-prename") + sig.select(".sig-paren")[:1]
+        for mark in marks:
+            mark.insert_after(_FACTORY.new_tag("wbr"))
+            changed = True
+        for name in sig.select(".sig-name"):
+            changed |= _add_breaks(name, ["span"])
+    return changed
+
+
 def _wrap(render):
     @functools.wraps(render)
     def wrapped(*args, **kwargs):
@@ -73,17 +95,35 @@ def _wrap(render):
     return wrapped
 
 
+_HEADING = re.compile(r"<(h[1-6])\b[^>]*>.*?</\1>", re.S)
+_SIGNATURE = re.compile(r'<dt class="sig\b[^"]*"[^>]*>.*?</dt>', re.S)
+
+
+def _add_headings(fragment) -> bool:
+    return _add_breaks(fragment, ["h1", "h2", "h3", "h4", "h5", "h6"])
+
+
+def _fix(match: re.Match, add) -> str:
+    """The HTML of one heading or signature, with its <wbr>s added."""
+    html = match.group()
+    if add is _add_headings and not _LONG_NAME.search(html):
+        return html
+    fragment = BeautifulSoup(html, "html.parser")
+    return str(fragment) if add(fragment) else html
+
+
 def _on_page(app, pagename, templatename, context, doctree) -> None:
     for key in ("generate_toctree_html", "generate_toc_html"):
         if key in context:
             context[key] = _wrap(context[key])
     # The page's own headings, e.g. an API page's title
     # crossentropy_ref.binary_cross_entropy_with_logits.
+    # Each heading and signature is parsed on its own: parsing a whole body
+    # (a module's highlighted source runs to megabytes) cost seconds a build.
     body = context.get("body")
-    if body and _LONG_NAME.search(body):
-        soup = BeautifulSoup(body, "html.parser")
-        if _add_breaks(soup, ["h1", "h2", "h3", "h4", "h5", "h6"]):
-            context["body"] = str(soup)  # else the body stays as it was
+    if body:
+        body = _HEADING.sub(lambda m: _fix(m, _add_headings), body)
+        context["body"] = _SIGNATURE.sub(lambda m: _fix(m, _break_signatures), body)
     # The previous/next links under the article show page titles too.
     for key in ("prev", "next"):
         link = context.get(key)
