@@ -38,6 +38,9 @@ $(STAMP): pyproject.toml
 	if [ -n "$$links" ]; then export UV_FIND_LINKS="$${UV_FIND_LINKS:-$$links}"; \
 	else export UV_TORCH_BACKEND="$${UV_TORCH_BACKEND:-cpu}"; fi; \
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test,docs]'
+	# Compile the numba kernels once into their on-disk cache (about 15 s), rather than in
+	# every process of the book build and the tests that first needs them.
+	$(BIN)/python -c 'from crossentropy_ref._engine._jit import warm; warm()'
 	touch $@
 
 venv: $(STAMP)
