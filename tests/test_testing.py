@@ -235,10 +235,10 @@ class TestVerdicts:
         assert r.inf > 0 and r.worst_ulp == np.inf and r.max_ulp == np.inf and not r.passed
         logits, target, kwargs = r.worst_input
         assert logits.dtype == np.float32 and r.worst_case.startswith("certain_wrong/")
-        # The worst input reproduces the failure on its own.
+        # The worst input reproduces the failure on its own, at the index reported.
         with np.errstate(divide="ignore"):
             got = kernel("log_after_softmax")(logits, target, **kwargs)
-        assert np.isinf(got).any()
+        assert np.isinf(got[r.worst_at])
         assert report.families["ties"].passed
         assert r.special == {"inf where finite": r.special["inf where finite"]}
         table = str(report)
@@ -388,7 +388,7 @@ class TestStability:
         z, t, kw = r.ratio_input
         assert r.ratio_case == "seed/reduction=none"
         kappa = cet.condition_number(z.astype(float), t, **kw)
-        assert np.isclose(kappa, r.kappa, rtol=1e-12).sum() == 1
+        assert kappa[r.ratio_at] == r.kappa
 
     def test_max_ratio_per_family_and_none(self):
         report = cet.check(kernel("log_of_sum"), dtype="float32", families=("seed", "ties"),
@@ -850,7 +850,7 @@ class TestCases:
         classes = {z.shape[1] for _, z, _, _ in tiles}
         for k in range(1, 13):
             assert {2**k - 1, 2**k, 2**k + 1} <= rows, k
-        for k in range(1, 18):
+        for k in (*range(1, 13), 13, 15, 17):
             assert {2**k - 1, 2**k, 2**k + 1} - {1} <= classes, k
         assert max(classes) == 2**17 + 1
         ignored_somewhere = False

@@ -38,12 +38,14 @@ class FamilyResult(NamedTuple):
     worst_ulp: float  # the largest over the family's outputs (inf: a special value)
     worst_case: str | None  # the name of the case where it occurred
     worst_input: tuple | None  # (logits, target, kwargs) of that case, as the candidate got them
+    worst_at: tuple | None  # the index of the worst output in that case's result (() for a scalar)
     max_ulp: float  # the bound this family was held to (inf: none)
     passed: bool  # the forward verdict: no crash, no special value, worst_ulp <= max_ulp
     # Stability: the error in units of u (1 + kappa) |exact| (see check).
     worst_ratio: float
     ratio_case: str | None
     ratio_input: tuple | None
+    ratio_at: tuple | None
     kappa: float  # the condition number of the output where the worst ratio occurred
     max_ratio: float  # the constant c
     stable: bool  # the stability verdict: no crash, worst_ratio <= max_ratio
@@ -230,9 +232,13 @@ def _prepare(name: str, seed: int, family: str, grad: bool) -> tuple:
 _prepared_loss = functools.lru_cache(maxsize=64)(functools.partial(_prepare, grad=False))
 
 
+def _index(at) -> tuple | None:
+    return None if at is None else tuple(int(i) for i in at)
+
+
 def _new_stats() -> dict:
-    return {"cases": 0, "ulp": -1.0, "case": None, "input": None, "ratio": -1.0, "rcase": None, "rinput": None,
-            "kappa": math.nan, "special": {}, "crash": 0, "error": None}
+    return {"cases": 0, "ulp": -1.0, "case": None, "input": None, "at": None, "ratio": -1.0, "rcase": None,
+            "rinput": None, "rat": None, "kappa": math.nan, "special": {}, "crash": 0, "error": None}
 
 
 def check(
@@ -311,7 +317,8 @@ def check(
         (for ``reduction='none'``, the gradient of the sum of the losses).
         'autograd': `fn` returns the loss and its gradient is taken with the
         autograd of `inputs` (torch's ``backward``, or ``jax.vjp``), with a
-        cotangent of ones.
+        cotangent of ones. A JAX `fn` compiled with ``jax.jit`` is
+        differentiated under ``jax.jit`` too, as a training step would.
     inputs : {'numpy', 'torch', 'jax'}, default='numpy'
         The array type `fn` receives. Torch tensors have torch's dtype of
         the same name and int64 indices; JAX arrays, JAX's dtype and int32
@@ -330,10 +337,11 @@ def check(
         ``FamilyResult``, a named tuple with the fields ``family``,
         ``cases``; ``worst_ulp``, ``worst_case`` (the case's name),
         ``worst_input`` (its ``(logits, target, kwargs)`` as numpy arrays
-        in `dtype`), ``max_ulp``, ``passed`` for the forward error;
-        ``worst_ratio``, ``ratio_case``, ``ratio_input``, ``kappa`` (the
-        condition number where the worst ratio occurred), ``max_ratio``,
-        ``stable`` for stability; ``special`` (each kind of wrong special
+        in `dtype`), ``worst_at`` (the index of the worst output in the
+        case's result, ``()`` for a scalar), ``max_ulp``, ``passed`` for
+        the forward error; ``worst_ratio``, ``ratio_case``,
+        ``ratio_input``, ``ratio_at``, ``kappa`` (the condition number of
+        that output), ``max_ratio``, ``stable`` for stability; ``special`` (each kind of wrong special
         value found, such as ``'NaN where finite'`` or ``'finite where
         inf'``, with the names of the cases), ``crashes`` and ``error``
         (the first exception, as text). Its properties ``nan`` and ``inf``
@@ -491,14 +499,15 @@ def check(
         for kind in _specials(g64, ref, r64):
             st["special"].setdefault(kind, []).append(case_name)
         ratio = _ratios(g64, ref, r64, scale, name)
-        worst = float(np.max(err)) if err.size else 0.0
+        at = int(np.argmax(err)) if err.size else 0
+        worst = float(err.flat[at]) if err.size else 0.0
         if worst > st["ulp"]:
-            st["ulp"], st["case"] = worst, case_name
+            st["ulp"], st["case"], st["at"] = worst, case_name, np.unravel_index(at, err.shape)
             st["input"] = (given[0].copy(), given[1].copy(), _copied(given[2]))
         at = int(np.argmax(ratio)) if ratio.size else 0
         worst_r = float(ratio.flat[at]) if ratio.size else 0.0
         if worst_r > st["ratio"]:
-            st["ratio"], st["rcase"] = worst_r, case_name
+            st["ratio"], st["rcase"], st["rat"] = worst_r, case_name, np.unravel_index(at, ratio.shape)
             st["rinput"] = (given[0].copy(), given[1].copy(), _copied(given[2]))
             f_at, s_at = abs(float(ref.flat[at])), float(scale.flat[at])
             with np.errstate(all="ignore"):
@@ -512,8 +521,9 @@ def check(
         stable = st["crash"] == 0 and ratio <= ratio_bounds[f]
         results[f] = FamilyResult(
             family=f, cases=st["cases"], worst_ulp=worst, worst_case=st["case"], worst_input=st["input"],
-            max_ulp=ulp_bounds[f], passed=passed, worst_ratio=ratio, ratio_case=st["rcase"],
-            ratio_input=st["rinput"], kappa=st["kappa"], max_ratio=ratio_bounds[f], stable=stable,
+            worst_at=_index(st["at"]), max_ulp=ulp_bounds[f], passed=passed, worst_ratio=ratio,
+            ratio_case=st["rcase"], ratio_input=st["rinput"], ratio_at=_index(st["rat"]), kappa=st["kappa"],
+            max_ratio=ratio_bounds[f], stable=stable,
             special=special, crashes=st["crash"], error=st["error"],
         )
     return Report(
