@@ -619,6 +619,20 @@ class TestConditionNumber:
                 checked += 1
         assert checked >= 40
 
+    def test_check_takes_q_from_the_gradient(self):
+        # check's stability scale takes the softmax from the exact gradient, q = (g + b) / a,
+        # instead of computing it: the denominators |g| + scale agree to 1e-13 relative
+        # (measured: 7e-15) on every gradient entry of the battery.
+        from crossentropy_ref.testing._kappa import grad_scale
+
+        for name, z, t, kw in cet.cases():
+            with np.errstate(all="ignore"):
+                g = ce.cross_entropy_grad(z, t, **kw)
+            exact, cheap = grad_scale(z, t, kw), grad_scale(z, t, kw, g)
+            ok = np.isfinite(g)
+            denom = np.maximum(np.abs(g) + exact, 1e-300)[ok]
+            assert np.all(np.abs(exact - cheap)[ok] <= 1e-13 * denom), name
+
     def test_shapes_and_zeros(self):
         z = np.array([[1.0, -np.inf, 0.5], [2.0, 0.0, 1.0]])
         y = np.array([0, -100])

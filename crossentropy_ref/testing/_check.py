@@ -216,7 +216,7 @@ def _prepare(name: str, seed: int, family: str, grad: bool) -> tuple:
         with np.errstate(all="ignore"):
             if grad:
                 ref = np.asarray(cross_entropy_grad(z64, t64, **kw64))
-                scale = grad_scale(z64, t64, kw64)
+                scale = grad_scale(z64, t64, kw64, ref)
             else:
                 ref = np.asarray(cross_entropy(z64, t64, **kw64))
                 scale = loss_scale(z64, t64, kw64)
