@@ -557,10 +557,14 @@ class TestJax:
             assert report.families["certain_wrong"].stable and report.families["certain_wrong"].worst_ulp <= 4
 
     def test_float64_needs_x64(self):
-        if self.jax.config.jax_enable_x64:
-            pytest.skip("jax_enable_x64 is on in this process")
-        with pytest.raises(ValueError, match=re.escape("`inputs='jax'` with dtype float64 needs")):
-            cet.check(self._optax_loss(), dtype="float64", inputs="jax", families="confident")
+        # Other tests of the session may have turned x64 on (tests/frameworks_matrix.py does).
+        was = self.jax.config.jax_enable_x64
+        self.jax.config.update("jax_enable_x64", False)
+        try:
+            with pytest.raises(ValueError, match=re.escape("`inputs='jax'` with dtype float64 needs")):
+                cet.check(self._optax_loss(), dtype="float64", inputs="jax", families="confident")
+        finally:
+            self.jax.config.update("jax_enable_x64", was)
 
 
 # ---------------------------------------------------------------------------

@@ -257,8 +257,8 @@ def check(
     Each case of :func:`cases` is cast to `dtype` and passed to
     ``fn(logits, target, **kwargs)``. Its result (the loss, or with `grad`
     the gradient with respect to the logits) is compared, entry by entry,
-    with :func:`crossentropy_ref.cross_entropy` or
-    :func:`crossentropy_ref.cross_entropy_grad` computed in float64 on the
+    with :func:`~crossentropy_ref.cross_entropy` or
+    :func:`~crossentropy_ref.cross_entropy_grad` computed in float64 on the
     same (cast) values. Two verdicts are returned side by side.
 
     The *forward error* counts the ulps of `dtype` between the result

@@ -143,7 +143,7 @@ def condition_number(
     Parameters
     ----------
     logits, target, weight, ignore_index, reduction, label_smoothing
-        As for :func:`crossentropy_ref.cross_entropy`.
+        As for :func:`~crossentropy_ref.cross_entropy`.
     grad : bool, default=False
         The condition number of each entry of the gradient (an array of the
         shape of `logits`) instead of the loss's.
@@ -158,7 +158,7 @@ def condition_number(
     Raises
     ------
     TypeError, ValueError
-        As for :func:`crossentropy_ref.cross_entropy`.
+        As for :func:`~crossentropy_ref.cross_entropy`.
 
     See Also
     --------
