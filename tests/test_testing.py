@@ -649,6 +649,8 @@ class TestConditionNumber:
     def test_bad_input_is_refused_as_by_cross_entropy(self):
         with pytest.raises(ValueError, match="target"):
             cet.condition_number(np.zeros((2, 3)), np.array([0, 1, 2]))
+        with pytest.raises(TypeError, match=re.escape("`grad` must be True or False; got str 'yes'")):
+            cet.condition_number(np.zeros((2, 3)), np.array([0, 1]), grad="yes")
 
 
 class TestBadArguments:

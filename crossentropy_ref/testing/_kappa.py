@@ -24,6 +24,7 @@ verdict needs.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .._losses import cross_entropy_grad
 from .._softmax import softmax
@@ -120,15 +121,15 @@ def grad_scale(logits: np.ndarray, target: np.ndarray, kwargs: dict, g: np.ndarr
 
 
 def condition_number(
-    logits,
-    target,
-    weight=None,
+    logits: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
     *,
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     grad: bool = False,
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     r"""Condition number in the logits of the cross-entropy, or of each entry of its gradient.
 
     .. math::
@@ -157,7 +158,10 @@ def condition_number(
 
     Raises
     ------
-    TypeError, ValueError
+    TypeError
+        If `grad` is not a bool, or as for
+        :func:`~crossentropy_ref.cross_entropy`.
+    ValueError
         As for :func:`~crossentropy_ref.cross_entropy`.
 
     See Also
@@ -179,6 +183,17 @@ def condition_number(
 
     A logit of :math:`-\infty` adds nothing: no perturbation moves it.
 
+    References
+    ----------
+    .. [1] N. J. Higham, *Accuracy and Stability of Numerical Algorithms*,
+       2nd ed., SIAM, 2002: componentwise condition numbers and the model
+       of rounding, gradual underflow included, behind the stability
+       verdict of :func:`check`.
+    .. [2] P. Blanchard, D. J. Higham and N. J. Higham, "Accurately computing
+       the log-sum-exp and softmax functions", *IMA J. Numer. Anal.* 41(4),
+       2311-2330, 2021, doi:10.1093/imanum/draa038: the condition number of
+       log-sum-exp and the error of its shifted evaluation.
+
     Examples
     --------
     The loss of a confident prediction is tiny, but not ill-conditioned:
@@ -198,6 +213,8 @@ def condition_number(
     """
     from .._losses import cross_entropy
 
+    if not isinstance(grad, (bool, np.bool_)):
+        raise TypeError(f"`grad` must be True or False; got {type(grad).__name__} {grad!r}")
     kw = {"ignore_index": ignore_index, "reduction": reduction, "label_smoothing": label_smoothing}
     if weight is not None:
         kw["weight"] = weight
