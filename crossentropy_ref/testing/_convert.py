@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 INPUTS = ("numpy", "torch", "jax")
-GRADS = (False, True, "autograd")
 
 
 def check_inputs(inputs: object) -> str:
