@@ -1,37 +1,47 @@
-"""Judge any cross-entropy kernel in its own precision.
+"""Judge any cross-entropy kernel, and its gradient, in its own precision.
 
 A kernel written in float32, float16 or bfloat16 (in Triton, CUDA, JAX, MLX or
-numpy) cannot match a float64 result exactly; the question is by how many
-units in the last place of *its* format it misses the correctly rounded
-answer, and on which inputs. This module answers it:
+numpy) cannot match a float64 result exactly. Two questions remain: by how
+many units in the last place of *its* format does it miss the correctly
+rounded answer, and on which inputs (the forward error); and is that error as
+small as its precision allows on those inputs, or is part of it avoidable
+(stability). This module answers both:
 
 - :func:`cases` yields named adversarial inputs in families (confident and
   certain-wrong predictions, huge logits, ties, -inf, many classes, K-dim
-  inputs, every torch option), exactly representable in float32, float16
-  and bfloat16;
+  inputs, every torch option, shapes that straddle tile edges), exactly
+  representable in float32, float16 and bfloat16;
 - :func:`ulp_error` counts the ulps between a result and the reference
   correctly rounded to a format;
-- :func:`check` runs a kernel on every case and reports the worst ulp error
-  per family, the worst input, and NaN, inf and crash counts;
+- :func:`condition_number` is the condition number in the logits of the
+  loss, or of each entry of its gradient;
+- :func:`check` runs a kernel (numpy, torch or JAX; the loss, a returned
+  gradient, or autograd's) on every case and reports per family the worst
+  ulp error and the worst error in units of u (1 + kappa), with the worst
+  input for each, wrong special values by kind, and crashes;
 - :func:`assert_matches_reference` raises with that report, for pytest.
 
 :mod:`crossentropy_ref.testing.strategies` has Hypothesis strategies for the
 same kinds of input. Importing this module needs numpy only; bfloat16 needs
 ``ml_dtypes`` and the strategies need Hypothesis, both in the ``testing``
-extra: ``pip install 'crossentropy_ref[testing]'``.
+extra: ``pip install 'crossentropy_ref[testing]'``. Torch and JAX are
+imported only for kernels that take their arrays.
 """
 
 from ._cases import FAMILIES, cases
-from ._check import FamilyResult, Report, assert_matches_reference, check
+from ._check import STABILITY_C, FamilyResult, Report, assert_matches_reference, check
+from ._kappa import condition_number
 from ._ulp import DTYPES, ulp_error
 
 __all__ = [
     "DTYPES",
     "FAMILIES",
+    "STABILITY_C",
     "FamilyResult",
     "Report",
     "assert_matches_reference",
     "cases",
     "check",
+    "condition_number",
     "ulp_error",
 ]

@@ -30,6 +30,7 @@ FAMILIES = (
     "weights",
     "smoothing",
     "prob_targets",
+    "tiles",
 )
 
 # The largest logit used: 9984 = 156 * 64 is the float16 and bfloat16 number nearest 1e4.
@@ -69,6 +70,12 @@ def check_families(families: object) -> tuple[str, ...]:
     if not names:
         raise ValueError(f"`families` must name at least one family among {FAMILIES}; got {families!r}")
     return tuple(f for f in FAMILIES if f in names)
+
+
+def check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`seed` must be an integer; got {type(seed).__name__} {seed!r}")
+    return int(seed)
 
 
 def _uniform(rng, lo, hi, shape):
@@ -241,6 +248,68 @@ def _prob_targets(rng):
     yield "zero-mass-at-neg-inf", zi, pi, {"reduction": "none"}
 
 
+def _edges(n: int) -> list[int]:
+    """Indices in range(n) on either side of every power-of-two boundary: 0, 2**j - 1, 2**j, n - 1."""
+    points = {0, n - 1}
+    j = 1
+    while 2**j < n:
+        points |= {2**j - 1, 2**j}
+        j += 1
+    return sorted(points)
+
+
+def _tile_rows(rng, n, c, *, max_at_edge=True):
+    """(n, c) logits in [-4, 4]; targets cycle through the class edges; in every other row the
+    target's logit is raised 8 above the rest, and in the others the maximum sits at a class edge."""
+    z = _uniform(rng, -4.0, 4.0, (n, c))
+    cls = _edges(c)
+    y = np.array([cls[i % len(cls)] for i in range(n)], dtype=np.int64)
+    rows = np.arange(n)
+    confident = rows % 2 == 0
+    z[rows[confident], y[confident]] = 12.0  # 8 above every other logit: a small loss
+    if max_at_edge and c > 1:
+        other = rows[~confident]
+        z[other, np.array([cls[(i + 1) % len(cls)] for i in other], dtype=np.int64)] = 8.0
+    return z, y
+
+
+def _tiles(rng):
+    # Rows: N of 2**k - 1, 2**k, 2**k + 1 for k = 1..12, the classes also at an edge (C = 2..17).
+    # Each N is one case: 'none' for 2**k - 1; 'sum' and 'mean' for 2**k and 2**k + 1, with the
+    # positions at row edges ignored (the last row kept, so a dropped last tile shows).
+    for k in range(1, 13):
+        for delta, reduction in ((-1, "none"), (0, "sum"), (1, "mean")):
+            n = 2**k + delta
+            c = 2 ** (k % 4 + 1) + (delta + k) % 3 - 1
+            z, y = _tile_rows(rng, n, c)
+            if reduction != "none":
+                ignored = [i for i in _edges(n) if i not in (0, n - 1) and (i + delta) % 2 == 0]
+                y[ignored] = -100
+            yield f"N={n},C={c},{reduction}", z, y, {"reduction": reduction}
+    # Classes: C of 2**k - 1, 2**k, 2**k + 1 for k = 1..12, and for k = 13, 15, 17 (vocabulary
+    # tiling; every other k would double the battery's size for little), per-row losses.
+    ks = (*range(1, 13), 13, 15, 17)
+    for c in sorted({2**k + delta for k in ks for delta in (-1, 0, 1)} - {1}):
+        n = 3 if c <= 2**12 + 1 else 2
+        z, y = _tile_rows(rng, n, c)
+        z[0] = np.minimum(z[0], 4.0)
+        z[0, c - 1], y[0] = 12.0, c - 1  # the target is the maximum, alone in the last tile
+        yield f"N={n},C={c}", z, y, {"reduction": "none"}
+    # Weighted means with both N and C at edges.
+    for n, c in ((63, 65), (65, 63), (129, 127), (257, 255)):
+        z, y = _tile_rows(rng, n, c)
+        w = snap(rng.uniform(0.25, 4.0, size=c))
+        y[n // 2] = -100
+        yield f"N={n},C={c},weights,mean", z, y, {"weight": w}
+    # K-dim positions at edges: (2, 5, 2**6 + delta).
+    for d in (63, 64, 65):
+        zk, yk = _tile_rows(rng, 2 * d, 5)
+        z = np.moveaxis(zk.reshape(2, d, 5), -1, 1).copy()
+        y = yk.reshape(2, d)
+        y[1, d - 1] = -100
+        yield f"(2,5,{d}),mean", z, y, {}
+
+
 _BUILDERS = {
     "seed": _seed,
     "balanced": _balanced,
@@ -255,6 +324,7 @@ _BUILDERS = {
     "weights": _weights,
     "smoothing": _smoothing,
     "prob_targets": _prob_targets,
+    "tiles": _tiles,
 }
 
 
@@ -291,7 +361,13 @@ def cases(families: object = None, seed: int = 0) -> Iterator[tuple[str, np.ndar
         ``smoothing``
             label smoothing, with weights and ignored targets;
         ``prob_targets``
-            class-probability targets with zeros, also at a -inf logit.
+            class-probability targets with zeros, also at a -inf logit;
+        ``tiles``
+            shapes that straddle tile edges: N of 2**k - 1, 2**k and 2**k + 1
+            for k up to 12, C the same for k up to 12 and for k = 13, 15
+            and 17 (vocabulary tiling), both at once, and K-dim positions;
+            targets, maxima and ignored positions at the edges of
+            power-of-two tiles.
     seed : int, default=0
         Seed of the random parts. Each family has its own generator, so a
         family's cases do not depend on which other families are chosen.
@@ -330,8 +406,7 @@ def cases(families: object = None, seed: int = 0) -> Iterator[tuple[str, np.ndar
     ties/max-pair (1, 5) {'reduction': 'none'}
     """
     chosen = check_families(families)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"`seed` must be an integer; got {type(seed).__name__} {seed!r}")
+    check_seed(seed)
     for index, family in enumerate(FAMILIES):
         if family not in chosen:
             continue

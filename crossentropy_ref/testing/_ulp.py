@@ -20,6 +20,20 @@ EXTRA = "crossentropy_ref[testing]"
 # Signed integer type of each format's width, to read its bit patterns.
 _INT = {"float64": np.int64, "float32": np.int32, "float16": np.int16, "bfloat16": np.int16}
 _WIDTH = {"float64": 64, "float32": 32, "float16": 16, "bfloat16": 16}
+# Significand bits p (with the implicit bit) and the smallest normal exponent of each format:
+# the unit roundoff is u = 2**-p, the smallest positive normal number 2**emin.
+_PRECISION = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}
+_EMIN = {"float64": -1022, "float32": -126, "float16": -14, "bfloat16": -126}
+
+
+def unit_roundoff(name: str) -> float:
+    """u = 2**-p, the largest relative error of rounding to nearest in the format `name`."""
+    return 2.0 ** -_PRECISION[name]
+
+
+def smallest_normal(name: str) -> float:
+    """The smallest positive normal number of the format `name` (below it, gradual underflow)."""
+    return 2.0 ** _EMIN[name]
 
 
 def _ml_dtypes():
@@ -90,6 +104,14 @@ def round_to(x: ArrayLike, name: str) -> np.ndarray:
         inexact = np.isfinite(a) & (f.astype(np.float64) != a)
         bits = f.view(np.uint32) | inexact.astype(np.uint32)  # round to odd
     return bits.view(np.float32).astype(dt)
+
+
+def _ordinal(a: np.ndarray, name: str) -> np.ndarray:
+    """Signed ordinals (int64) of the bit patterns of `a`, a format narrower than 64 bits:
+    the magnitude for a positive number, minus it for a negative one (so -0 and +0 are 0)."""
+    bits = a.view(_INT[name]).astype(np.int64)
+    mag = bits & ((1 << (_WIDTH[name] - 1)) - 1)
+    return np.where(bits < 0, -mag, mag)
 
 
 def _ordinal_parts(a: np.ndarray, name: str):
@@ -175,14 +197,26 @@ def ulp_error(got: ArrayLike, reference: ArrayLike, dtype: object) -> NDArray[np
     """
     name = dtype_name(dtype)
     g, r = np.broadcast_arrays(round_to(got, name), round_to(reference, name))
-    g64, r64 = g.astype(np.float64), r.astype(np.float64)
-    neg_g, mag_g = _ordinal_parts(np.array(g, copy=True), name)
-    neg_r, mag_r = _ordinal_parts(np.array(r, copy=True), name)
-    same_side = neg_g == neg_r
-    # Same sign: the magnitudes' difference; opposite signs: their sum (both in uint64, exact).
-    hi, lo = np.maximum(mag_g, mag_r), np.minimum(mag_g, mag_r)
-    dist = np.where(same_side, hi - lo, mag_g + mag_r).astype(np.float64)
+    out = distance(g, r, name)
+    return float(out) if out.ndim == 0 else out
+
+
+def distance(g: np.ndarray, r: np.ndarray, name: str, g64=None, r64=None) -> np.ndarray:
+    """The ulp distance of two arrays of the same shape, both already in the format `name`
+    (their float64 values `g64`, `r64` may be passed if already computed)."""
+    g64 = g.astype(np.float64) if g64 is None else g64
+    r64 = r.astype(np.float64) if r64 is None else r64
+    if _WIDTH[name] < 64:
+        # Signed ordinals (-magnitude for negative numbers) fit in int64 with room to spare.
+        dist = np.abs(_ordinal(g, name) - _ordinal(r, name))
+        dist = dist.astype(np.float64)
+    else:
+        neg_g, mag_g = _ordinal_parts(np.array(g, copy=True), name)
+        neg_r, mag_r = _ordinal_parts(np.array(r, copy=True), name)
+        same_side = neg_g == neg_r
+        # Same sign: the magnitudes' difference; opposite signs: their sum (both in uint64, exact).
+        hi, lo = np.maximum(mag_g, mag_r), np.minimum(mag_g, mag_r)
+        dist = np.where(same_side, hi - lo, mag_g + mag_r).astype(np.float64)
     finite = np.isfinite(g64) & np.isfinite(r64)
     agree = (g64 == r64) | (np.isnan(g64) & np.isnan(r64))
-    out = np.where(finite, dist, np.where(agree, 0.0, np.inf))
-    return float(out) if out.ndim == 0 else out
+    return np.where(finite, dist, np.where(agree, 0.0, np.inf))
