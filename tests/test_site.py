@@ -837,10 +837,9 @@ def _listing(bad: dict[str, list[str]]) -> str:
 # --- what a reader should never see ------------------------------------------
 
 # Known leftovers on pages that another change fixes; each entry must name the
-# exact text it excuses, so that nothing else on the page is excused. The
-# judge-kernel page's glue role inside math is issue 19's to fix: delete the
-# entry when it is.
-KNOWN_RAW_MARKUP = {"howto/judge-kernel.html": "{glue:text}`jk-f16-underflow"}
+# exact text it excuses, so that nothing else on the page is excused (none now:
+# the judge-kernel page's glue role inside math was fixed with issue 19).
+KNOWN_RAW_MARKUP: dict[str, str] = {}
 
 
 def test_no_glue_role_or_raw_latex_is_left_in_the_text(crawl):
