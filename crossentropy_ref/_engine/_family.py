@@ -28,7 +28,7 @@ import numpy as np
 from . import _dd as dd
 from . import _jit
 from ._eft import split, two_sum
-from ._rows import U, rows
+from ._rows import U, rows, rows_scaled
 
 # A result is accepted when its error bound is at most this many units u = 2**-53 of
 # its magnitude (a bound in ulps of the exact value would be tighter: ulp(x) > u |x|).
@@ -88,7 +88,10 @@ def _fill(z, m, fh, fl, out) -> None:
 
 
 def softmax_block(z: np.ndarray, out: np.ndarray, ws) -> np.ndarray:
-    if _jit.enabled():
+    if _jit.enabled() and _jit.contiguous_rows(z) and _jit.contiguous_rows(out):
+        ones = np.ones(z.shape[0])
+        r = rows_scaled(z, ones, np.zeros(z.shape[0]), out)  # e_c R, one rounding, one exp per logit
+    elif _jit.enabled():
         r = rows(z, ws)
         rh, rl = dd.recip_one_plus(r.sh, r.sl)  # 1 / (1 + s), 2**-102
         _fill(z, r.m, rh, rl, out)  # e_c R, one rounding

@@ -39,7 +39,7 @@ from ._driver import count
 from ._family import _fill, mul_round
 from ._dd import smoothing_pairs
 from ._loss import Problem
-from ._rows import U, rows
+from ._rows import U, rows, rows_scaled
 
 
 def _scale_pair(h, l, e):
@@ -53,8 +53,6 @@ def index_grad_block(pb: Problem, zb, yb, g, ws, inv_d) -> np.ndarray:
     ``inv_d = (h, l, e)``: 1 / D as a pair times 2**e (1 for 'sum' and 'none').
     """
     compiled = _jit.enabled()
-    got = rows(zb, ws, keep_terms=not compiled)
-    r, (xh, xl, eh, el) = (got, (None,) * 4) if compiled else got
     valid = yb != pb.ignore_index
     yc = np.where(valid, yb, 0)
     ih, il, ie = inv_d
@@ -67,6 +65,19 @@ def index_grad_block(pb: Problem, zb, yb, g, ws, inv_d) -> np.ndarray:
         fe = np.take(pb.we, yc) + ie
     fh = np.where(valid, fh, 0.0)
     fl = np.where(valid, fl, 0.0)
+    fused = False
+    if compiled and _jit.contiguous_rows(zb) and _jit.contiguous_rows(g):
+        with np.errstate(over="ignore"):
+            f2h, f2l = _scale_pair(fh, fl, fe)
+        # f 2**fe as a plain pair where that is safe (the entries are then exact up to their
+        # one rounding): the fused kernel writes them with one exp per logit.
+        fused = bool(np.all((np.abs(f2h) < 2.0**990) & ((np.abs(f2h) >= 2.0**-990) | (f2h == 0))))
+    if fused:
+        r = rows_scaled(zb, f2h, f2l, g)
+        xh = xl = eh = el = None
+    else:
+        got = rows(zb, ws, keep_terms=not compiled)
+        r, (xh, xl, eh, el) = (got, (None,) * 4) if compiled else got
     rh, rl = dd.recip_one_plus(r.sh, r.sl)  # R = 1 / (1 + s), 2**-102
     Fh, Fl = dd.mul(fh, fl, rh, rl)  # F = f R, times 2**fe
     # Fold 2**fe into F where F 2**fe is a normal float (then only subnormal entries, which
@@ -76,7 +87,9 @@ def index_grad_block(pb: Problem, zb, yb, g, ws, inv_d) -> np.ndarray:
     # (Below 2**995 too: mul_round splits F by Dekker's method, which overflows beyond.)
     folded = (np.abs(sFh) < 2.0**995) & ((np.abs(sFh) >= 2.0**-1022) | (Fh == 0))
     Gh, Gl = (sFh, sFl) if folded.all() else (np.where(folded, sFh, Fh), np.where(folded, sFl, Fl))
-    if compiled:
+    if fused:
+        folded = np.ones(folded.shape, dtype=bool)  # the kernel applied f 2**fe directly
+    elif compiled:
         _fill(zb, r.m, Gh, Gl, g)
     else:
         mul_round(eh, el, Gh, Gl, g, ws)

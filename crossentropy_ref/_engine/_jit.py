@@ -398,6 +398,96 @@ if numba is not None:
             lh_out[i] = lh
             ll_out[i] = ll
 
+    @_inline
+    def _recip_one_plus(sh, sl):
+        """1 / (1 + s) as a double-double, one Newton step (as _dd.recip_one_plus)."""
+        o_h = 1.0 + sh
+        bp = o_h - 1.0
+        o_l = ((1.0 - (o_h - bp)) + (sh - bp)) + sl
+        r0 = 1.0 / o_h
+        pr = o_h * r0
+        pre = _fma(o_h, r0, -pr)
+        dlt = ((1.0 - pr) - pre) - o_l * r0
+        rl = r0 * dlt
+        rh = r0 + rl
+        return rh, rl - (rh - r0)
+
+    @_jit
+    def scaled_rows2d(z, fh, fl, out, m_out, k_out, sh_out, sl_out, tiny_out, lh_out, ll_out, K, DT, minx,
+                      lo_row, bh, bl):
+        """rows2d and, in the same pass, out[i, j] = exp(z_ij - m_i) f_i / (1 + s_i) rounded once:
+        the softmax (f = 1) and the index gradient's entries (f = w_y / D) with one exp per
+        logit. The terms' high parts wait in `out`, their low parts in `lo_row` (C,), until
+        the row's sum is known; then each is multiplied by F = f R exactly (FMA) and rounded."""
+        bn, c = z.shape
+        for i in range(bn):
+            row = z[i]
+            orow = out[i]
+            m = row[0]
+            nan = row[0] != row[0]
+            for j in range(1, c):
+                v = row[j]
+                m = v if v > m else m
+                nan |= v != v
+            k = 0
+            if not nan:
+                for j in range(c):
+                    if row[j] == m:
+                        k = j
+                        break
+            else:
+                for j in range(c):
+                    if row[j] != row[j]:
+                        k = j
+                        m = row[j]
+                        break
+            m_out[i] = m
+            k_out[i] = k
+            mm = _finite_or_zero(m)
+            tiny = 0
+            acc_h = 0.0
+            acc_l = 0.0
+            for j0 in range(0, c, _B):
+                n = min(_B, c - j0)
+                for j in range(n):
+                    v = row[j0 + j]
+                    s, err = _shift(v, mm)
+                    tiny += (s < minx) & (s > -np.inf)
+                    h, l = _exp2(s, err, K)
+                    orow[j0 + j] = h
+                    lo_row[j0 + j] = l
+                    bh[j] = h
+                    bl[j] = l
+                if j0 <= k < j0 + n:
+                    bh[k - j0] = 0.0
+                    bl[k - j0] = 0.0
+                nn = n
+                while nn > 1:
+                    half = nn // 2
+                    off = nn - half
+                    for j in range(half):
+                        a = bh[j]
+                        b = bh[off + j]
+                        s = a + b
+                        bp = s - a
+                        ap = s - bp
+                        bl[j] = (bl[j] + bl[off + j]) + ((a - ap) + (b - bp))
+                        bh[j] = s
+                    nn -= half
+                acc_h, acc_l = _two_sum_acc(acc_h, acc_l, bh[0], bl[0])
+            h = acc_h + acc_l
+            lo = acc_l - (h - acc_h)
+            sh_out[i] = h
+            sl_out[i] = lo
+            tiny_out[i] = tiny
+            lh, ll = _log1p(h, lo, DT)
+            lh_out[i] = lh
+            ll_out[i] = ll
+            rh, rl = _recip_one_plus(h, lo)
+            Fh, Fl = _dd_mul(fh[i], fl[i], rh, rl)
+            for j in range(c):
+                orow[j] = _mul_round(orow[j], lo_row[j], Fh, Fl)
+
     @_jit
     def rows3d(z, m_out, k_out, sh_out, sl_out, tiny_out, lh_out, ll_out, K, DT, minx, th, tl):
         """rows2d for a (bn, C, bs) block whose positions are contiguous along the last axis:
@@ -649,17 +739,7 @@ if numba is not None:
                 t = ah + al
                 al = al - (t - ah)
                 ah = t
-                # R = 1 / (1 + s) (one Newton step, as _dd.recip_one_plus)
-                o_h = 1.0 + sh
-                bp = o_h - 1.0
-                o_l = ((1.0 - (o_h - bp)) + (sh - bp)) + sl
-                r0 = 1.0 / o_h
-                pr = o_h * r0
-                pre = _fma(o_h, r0, -pr)
-                dlt = ((1.0 - pr) - pre) - o_l * r0
-                rl = r0 * dlt
-                rh = r0 + rl
-                rl = rl - (rh - r0)
+                rh, rl = _recip_one_plus(sh, sl)
                 fh, fl = _dd_mul(ah, al, rh, rl)  # a / (1 + s)
                 bad = False
                 near = rh > 0.5

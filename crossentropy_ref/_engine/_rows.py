@@ -229,3 +229,20 @@ def _rows_compiled(z: np.ndarray) -> Rows:
         _jit.rows3d(zc, m, k, sh, sl, tiny, lh, ll, *consts, SUBNORMAL_X, np.empty((c, bs)), np.empty((c, bs)))
     ok = np.isfinite(m)
     return _finish(m, k, ok, sh, sl, tiny if tiny.any() else None, (lh, ll), eps_s=_jit.EPS + 2.0**-98)
+
+
+def rows_scaled(z: np.ndarray, fh: np.ndarray, fl: np.ndarray, out: np.ndarray) -> Rows:
+    """The first pass of a C-contiguous block (bs = 1) by the compiled kernel, which also
+    writes ``out = exp(z - m) f / (1 + s)`` rounded once (f = fh + fl per row): the
+    softmax (f = 1) and the index gradient's entries, with one exp per logit."""
+    bn, c, _ = z.shape
+    m = np.empty((bn, 1, 1))
+    k = np.empty((bn, 1, 1), dtype=np.int64)
+    sh, sl, lh, ll = (np.empty((bn, 1, 1)) for _ in range(4))
+    tiny = np.empty((bn, 1, 1), dtype=np.int64)
+    flat = [a.reshape(bn) for a in (m, k, sh, sl, tiny, lh, ll)]
+    _jit.scaled_rows2d(z.reshape(bn, c), np.ascontiguousarray(fh, dtype=np.float64).reshape(bn),
+                       np.ascontiguousarray(fl, dtype=np.float64).reshape(bn), out.reshape(bn, c), *flat,
+                       *_jit.constants(), SUBNORMAL_X, np.empty(c), np.empty(256), np.empty(256))
+    ok = np.isfinite(m)
+    return _finish(m, k, ok, sh, sl, tiny if tiny.any() else None, (lh, ll), eps_s=_jit.EPS + 2.0**-98)
