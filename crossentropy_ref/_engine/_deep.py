@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _deepest as dec
 from . import _td as td
+from ._blocks import run_blocks
 from ._driver import count
 from ._eft import two_sum
 from ._loss import Problem
@@ -31,6 +32,12 @@ GROUP = 1 << 14
 # 2**-150 .. 2**-155 each (see _td), summed over at most 2**20 terms by the tree.
 TD_EPS = 2.0**-140
 U = 2.0**-53
+
+
+def _in_parallel(fn, groups: list) -> None:
+    """Run ``fn(group)`` for every group on the engine's thread pool (numpy releases the
+    GIL inside the td operations); the groups write disjoint positions."""
+    run_blocks(lambda g, _unused: fn(g), [(g, None) for g in groups])
 
 
 def _groups(n_pos: int, c: int):
@@ -238,7 +245,7 @@ def loss_deep(pb: Problem, idx: np.ndarray):
     use = np.flatnonzero(valid & fin)
     out[0][valid & ~fin] = np.nan
     c = pb.c
-    for g in _groups(len(use), c):
+    def group(g: slice) -> None:
         sel = use[g]
         r = _Rows(z[sel])
         Lh, Lm, Ll = r.L_plain()
@@ -290,6 +297,8 @@ def loss_deep(pb: Problem, idx: np.ndarray):
             v = dec.loss(z[i], None if p is None else p[i], None if y is None else int(y[i]), pb.w, pb.eps)
             h, rest = _decimal_parts(v)
             out[0][i], out[1][i], out[2][i], ex[i] = h, rest, 0.0, 0
+
+    _in_parallel(group, list(_groups(len(use), c)))
     return tuple(out), ex, np.zeros(k)
 
 
@@ -318,7 +327,7 @@ def grad_deep(pb: Problem, idx: np.ndarray, g3: np.ndarray, denom: Fraction | No
     factor = scale / denom if denom is not None else scale
     fh, fm, fl = _td_const(factor / Fraction(2) ** _exp_of(factor))
     fe = _exp_of(factor)
-    for g in _groups(len(use), c):
+    def group(g: slice) -> None:
         sel = use[g]
         r = _Rows(z[sel])
         n = len(sel)
@@ -368,6 +377,8 @@ def grad_deep(pb: Problem, idx: np.ndarray, g3: np.ndarray, denom: Fraction | No
                 count("deepest", 1)
                 g3[idx[i, 0], :, idx[i, 1]] = dec.grad(z[i], None if p is None else p[i],
                                                        None if y is None else int(y[i]), pb.w, pb.eps, denom)
+
+    _in_parallel(group, list(_groups(len(use), c)))
 
 
 def _exp_of(x: Fraction) -> int:
