@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _dd as dd
-from ._eft import fast_two_sum, two_prod, two_sum
+from ._eft import fast_two_sum
 from ._pexp import exp_pair
 from ._rows import log1p_pair
 

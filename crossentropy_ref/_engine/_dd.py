@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._eft import fast_two_sum, split, two_prod, two_sum
+from ._eft import fast_two_sum, two_prod, two_sum
 
 def from_fraction(x: Fraction) -> tuple[float, float]:
     """A rational as ``hi + lo``: hi the nearest float64, lo the nearest float64 to the rest."""

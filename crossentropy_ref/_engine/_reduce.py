@@ -24,7 +24,6 @@ from . import _exactsum as xs
 from ._blocks import iter_blocks, run_blocks, workspace
 from ._jit import block_elements
 from ._driver import count
-from ._family import accepted
 from ._loss import Problem, first_tier_done, index_block, prob_block
 from ._rows import U
 

@@ -29,7 +29,6 @@ does not depend on the block layout.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np

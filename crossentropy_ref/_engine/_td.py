@@ -68,7 +68,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._dd import split
+from ._eft import split
 
 # Elements per chunk: a 2**15-element chunk holds 256 KiB per buffer.
 CHUNK = 1 << 15
