@@ -102,13 +102,34 @@ class _Rows:
         return td.recip(*o)
 
 
-def _rows_of(z3: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return z3[idx[:, 0], :, idx[:, 1]]
+class _Positions:
+    """The rows (C,) of `a3` (N, C, S) at positions `idx` ((P, 2) of (n, s)), gathered only
+    when asked for: ``rows[i]`` one row, ``rows[sel]`` (k, C). The deep tier takes its
+    positions a group at a time, so that it never copies all of them at once (a
+    self-distillation gradient escalates every position)."""
+
+    def __init__(self, a3: np.ndarray, idx: np.ndarray):
+        self.a3, self.idx = a3, idx
+        self.shape = (len(idx), a3.shape[1])
+
+    def __getitem__(self, sel):
+        i = self.idx[sel]
+        if i.ndim == 1:
+            return self.a3[i[0], :, i[1]]
+        return self.a3[i[:, 0], :, i[:, 1]]
 
 
-def _finite_max(z: np.ndarray) -> np.ndarray:
+def _rows_of(z3: np.ndarray, idx: np.ndarray) -> _Positions:
+    return _Positions(z3, idx)
+
+
+def _finite_max(z: _Positions) -> np.ndarray:
+    """Whether each position's maximum is finite, a group of positions at a time."""
+    out = np.empty(z.shape[0], dtype=bool)
     with np.errstate(invalid="ignore"):
-        return np.isfinite(np.max(z, axis=1))
+        for g in _groups(z.shape[0], z.shape[1]):
+            out[g] = np.isfinite(np.max(z[np.arange(g.start, g.stop)], axis=1))
+    return out
 
 
 def _accept(value, bound) -> np.ndarray:
@@ -210,9 +231,9 @@ def _td_const(x: Fraction):
 
 
 def _position_targets(pb: Problem, idx: np.ndarray):
-    """(p (P, C) or None, y (P,) or None, valid (P,))."""
+    """(p (P, C) rows gathered on demand, or None; y (P,) or None; valid (P,))."""
     if pb.probabilities:
-        return pb.p[idx[:, 0], :, idx[:, 1]], None, np.ones(len(idx), dtype=bool)
+        return _Positions(pb.p, idx), None, np.ones(len(idx), dtype=bool)
     y = pb.y[idx[:, 0], idx[:, 1]]
     return None, y, y != pb.ignore_index
 
