@@ -491,56 +491,78 @@ if numba is not None:
     @_jit
     def rows3d(z, m_out, k_out, sh_out, sl_out, tiny_out, lh_out, ll_out, K, DT, minx, th, tl):
         """rows2d for a (bn, C, bs) block whose positions are contiguous along the last axis:
-        the loops run over positions innermost (they vectorise), the classes outermost; the
-        tree adds the upper half of the classes onto the lower half. th, tl: (C, bs) scratch."""
+        chunks of P positions (th, tl: (C, P) scratch, in L1/L2) with the loops over the
+        chunk's positions innermost and branch-free (they vectorise), the classes outermost;
+        the tree adds the upper half of the classes onto the lower half."""
         bn, c, bs = z.shape
+        P = th.shape[1]
         for i in range(bn):
-            for p in range(bs):
-                m_out[i, 0, p] = z[i, 0, p]
-                k_out[i, 0, p] = 0
-                tiny_out[i, 0, p] = 0
-            for j in range(1, c):
-                for p in range(bs):
-                    v = z[i, j, p]
-                    m = m_out[i, 0, p]
-                    if v > m or (v != v and m == m):
-                        m_out[i, 0, p] = v
-                        k_out[i, 0, p] = j
-            for j in range(c):
-                for p in range(bs):
-                    m = m_out[i, 0, p]
-                    mm = _finite_or_zero(m)
-                    v = z[i, j, p]
-                    s, err = _shift(v, mm)
-                    tiny_out[i, 0, p] += (s < minx) & (s > -np.inf)
-                    h, l = _exp2(s, err, K)
-                    keep = j != k_out[i, 0, p]
-                    th[j, p] = h if keep else 0.0
-                    tl[j, p] = l if keep else 0.0
-            nn = c
-            while nn > 1:
-                half = nn // 2
-                off = nn - half
-                for j in range(half):
-                    for p in range(bs):
-                        a = th[j, p]
-                        b = th[off + j, p]
-                        s = a + b
-                        bp = s - a
-                        ap = s - bp
-                        tl[j, p] = (tl[j, p] + tl[off + j, p]) + ((a - ap) + (b - bp))
-                        th[j, p] = s
-                nn -= half
-            for p in range(bs):
-                a = th[0, p]
-                b = tl[0, p]
-                h = a + b
-                lo = b - (h - a)
-                sh_out[i, 0, p] = h
-                sl_out[i, 0, p] = lo
-                lh, ll = _log1p(h, lo, DT)
-                lh_out[i, 0, p] = lh
-                ll_out[i, 0, p] = ll
+            for p0 in range(0, bs, P):
+                q = min(P, bs - p0)
+                m = m_out[i, 0, p0:p0 + q]
+                k = k_out[i, 0, p0:p0 + q]
+                tiny = tiny_out[i, 0, p0:p0 + q]
+                nan = th[0]  # a NaN count per position, in the scratch's first row for now
+                for p in range(q):
+                    v = z[i, 0, p0 + p]
+                    m[p] = v
+                    nan[p] = 1.0 if v != v else 0.0
+                for j in range(1, c):
+                    for p in range(q):
+                        v = z[i, j, p0 + p]
+                        m[p] = v if v > m[p] else m[p]
+                        nan[p] += 1.0 if v != v else 0.0
+                any_nan = False
+                for p in range(q):
+                    k[p] = -1
+                    any_nan |= nan[p] > 0.0
+                if any_nan:  # as numpy's argmax: a position holding NaN has m = NaN at its first NaN
+                    for p in range(q):
+                        if nan[p] > 0.0:
+                            for j in range(c):
+                                if z[i, j, p0 + p] != z[i, j, p0 + p]:
+                                    m[p] = z[i, j, p0 + p]
+                                    k[p] = j
+                                    break
+                for j in range(c):
+                    for p in range(q):
+                        first = (k[p] == -1) & (z[i, j, p0 + p] == m[p])
+                        k[p] = j if first else k[p]
+                for p in range(q):
+                    tiny[p] = 0
+                for j in range(c):
+                    for p in range(q):
+                        mm = _finite_or_zero(m[p])
+                        s, err = _shift(z[i, j, p0 + p], mm)
+                        tiny[p] += (s < minx) & (s > -np.inf)
+                        h, l = _exp2(s, err, K)
+                        keep = j != k[p]
+                        th[j, p] = h if keep else 0.0
+                        tl[j, p] = l if keep else 0.0
+                nn = c
+                while nn > 1:
+                    half = nn // 2
+                    off = nn - half
+                    for j in range(half):
+                        for p in range(q):
+                            a = th[j, p]
+                            b = th[off + j, p]
+                            s = a + b
+                            bp = s - a
+                            ap = s - bp
+                            tl[j, p] = (tl[j, p] + tl[off + j, p]) + ((a - ap) + (b - bp))
+                            th[j, p] = s
+                    nn -= half
+                for p in range(q):
+                    a = th[0, p]
+                    b = tl[0, p]
+                    h = a + b
+                    lo = b - (h - a)
+                    sh_out[i, 0, p0 + p] = h
+                    sl_out[i, 0, p0 + p] = lo
+                    lh, ll = _log1p(h, lo, DT)
+                    lh_out[i, 0, p0 + p] = lh
+                    ll_out[i, 0, p0 + p] = ll
 
     @_inline
     def _mul_round(eh, el, fh, fl):
