@@ -198,9 +198,15 @@ if numba is not None:
     @_inline
     def _dd_exp(xh, xl, DT):
         """exp(xh + xl) as a double-double within 2**-99: crossentropy_ref._engine._dd.exp."""
-        t_hi, t_lo, inv_l, l1, l2, l3, l4 = DT
         if not (xh > -1100.0 and xh <= 1.0):
             return 0.0, 0.0
+        h, lo, m = _dd_exp_scaled(xh, xl, DT)
+        return math.ldexp(h, m), math.ldexp(lo, m)
+
+    @_inline
+    def _dd_exp_scaled(xh, xl, DT):
+        """exp(xh + xl) = (h + lo) * 2**m, for -1100 < xh <= 1 (the callers check)."""
+        t_hi, t_lo, inv_l, l1, l2, l3, l4 = DT
         n = np.rint(xh * inv_l)
         t = xh - n * l1
         b = -(n * l2)
@@ -237,7 +243,7 @@ if numba is not None:
         lo = lo + (q - (hi - th))
         h2 = hi + lo
         lo = lo - (h2 - hi)
-        return math.ldexp(h2, m), math.ldexp(lo, m)
+        return h2, lo, m
 
     @_inline
     def _log1p(sh, sl, DT):
@@ -255,8 +261,18 @@ if numba is not None:
             bp = a - sh
             ae = (sh - (a - bp)) + (-half_sq - bp)
             return a, ae + (sl - half_lo + tail)
-        y0 = math.log1p(sh)
-        eh, el = _dd_exp(-y0, 0.0, DT)
+        return _log1p_newton(sh, sl, math.log1p(sh), DT)
+
+    @_inline
+    def _log1p_newton(sh, sl, y0, DT):
+        """log1p(sh + sl) for sh >= 2**-20 (normalised pair), from y0 = log1p(sh) by one Newton
+        step in double-double; kept apart so a loop can take the libm calls first and this
+        branch-free step after, the two overlapping far better than when chained per element."""
+        y0 = y0 if y0 < 700.0 else 700.0  # masked positions (sh = inf or NaN) stay finite
+        eh, el, e = _dd_exp_scaled(-y0, 0.0, DT)
+        f = _i2f((e + 1023) << 52)  # 2**e is normal: -y0 > -700
+        eh = eh * f
+        el = el * f
         oh = 1.0 + sh  # TwoSum(1, sh): sh may exceed 1
         bp = oh - 1.0
         ol = ((1.0 - (oh - bp)) + (sh - bp)) + sl
@@ -491,7 +507,7 @@ if numba is not None:
     @_jit
     def rows3d(z, m_out, k_out, sh_out, sl_out, tiny_out, lh_out, ll_out, K, DT, minx, th, tl):
         """rows2d for a (bn, C, bs) block whose positions are contiguous along the last axis:
-        chunks of P positions (th, tl: (C, P) scratch, in L1/L2) with the loops over the
+        chunks of P positions (th, tl: (C + 1, P) scratch, in L1/L2; row C is spare) with the loops over the
         chunk's positions innermost and branch-free (they vectorise), the classes outermost;
         the tree adds the upper half of the classes onto the lower half."""
         bn, c, bs = z.shape
@@ -502,7 +518,7 @@ if numba is not None:
                 m = m_out[i, 0, p0:p0 + q]
                 k = k_out[i, 0, p0:p0 + q]
                 tiny = tiny_out[i, 0, p0:p0 + q]
-                nan = th[0]  # a NaN count per position, in the scratch's first row for now
+                nan = th[c]  # a NaN count per position, in the scratch's spare row for now
                 for p in range(q):
                     v = z[i, 0, p0 + p]
                     m[p] = v
@@ -528,17 +544,27 @@ if numba is not None:
                     for p in range(q):
                         first = (k[p] == -1) & (z[i, j, p0 + p] == m[p])
                         k[p] = j if first else k[p]
+                mm = th[c]  # the shift of each position
+                tf = tl[c]  # the count of tiny terms per position, as a float (the loop vectorises)
                 for p in range(q):
-                    tiny[p] = 0
+                    mm[p] = _finite_or_zero(m[p])
+                    tf[p] = 0.0
                 for j in range(c):
+                    # every class, the maximum's too (zeroed below): the loop stays branch-free
+                    zj = z[i, j, p0:p0 + q]
+                    hj = th[j]
+                    lj = tl[j]
                     for p in range(q):
-                        mm = _finite_or_zero(m[p])
-                        s, err = _shift(z[i, j, p0 + p], mm)
-                        tiny[p] += (s < minx) & (s > -np.inf)
+                        s, err = _shift(zj[p], mm[p])
+                        tf[p] += 1.0 if (s < minx) & (s > -np.inf) else 0.0
                         h, l = _exp2(s, err, K)
-                        keep = j != k[p]
-                        th[j, p] = h if keep else 0.0
-                        tl[j, p] = l if keep else 0.0
+                        hj[p] = h
+                        lj[p] = l
+                for p in range(q):
+                    tiny[p] = int(tf[p])
+                for p in range(q):
+                    th[k[p], p] = 0.0
+                    tl[k[p], p] = 0.0
                 nn = c
                 while nn > 1:
                     half = nn // 2
@@ -553,6 +579,7 @@ if numba is not None:
                             tl[j, p] = (tl[j, p] + tl[off + j, p]) + ((a - ap) + (b - bp))
                             th[j, p] = s
                     nn -= half
+                y0 = th[c]  # log1p(s) per position: the libm calls in a loop of their own
                 for p in range(q):
                     a = th[0, p]
                     b = tl[0, p]
@@ -560,7 +587,14 @@ if numba is not None:
                     lo = b - (h - a)
                     sh_out[i, 0, p0 + p] = h
                     sl_out[i, 0, p0 + p] = lo
-                    lh, ll = _log1p(h, lo, DT)
+                    y0[p] = math.log1p(h)
+                for p in range(q):
+                    h = sh_out[i, 0, p0 + p]
+                    lo = sl_out[i, 0, p0 + p]
+                    if h < 2.0**-20:
+                        lh, ll = _log1p(h, lo, DT)
+                    else:
+                        lh, ll = _log1p_newton(h, lo, y0[p], DT)
                     lh_out[i, 0, p0 + p] = lh
                     ll_out[i, 0, p0 + p] = ll
 

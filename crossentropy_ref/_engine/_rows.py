@@ -226,7 +226,7 @@ def _rows_compiled(z: np.ndarray) -> Rows:
     else:
         zc = np.ascontiguousarray(z)  # a C-contiguous copy: numba then knows the unit stride and vectorises
         chunk = max(8, min(bs, 2048 // max(c, 1) * 8))  # positions per chunk: (C, chunk) scratch of ~128 KiB
-        _jit.rows3d(zc, m, k, sh, sl, tiny, lh, ll, *consts, SUBNORMAL_X, np.empty((c, chunk)), np.empty((c, chunk)))
+        _jit.rows3d(zc, m, k, sh, sl, tiny, lh, ll, *consts, SUBNORMAL_X, np.empty((c + 1, chunk)), np.empty((c + 1, chunk)))
     ok = np.isfinite(m)
     return _finish(m, k, ok, sh, sl, tiny if tiny.any() else None, (lh, ll), eps_s=_jit.EPS + 2.0**-98)
 
