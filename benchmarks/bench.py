@@ -336,6 +336,7 @@ def agreement(case: Case, fns: dict[str, Callable[[], object]]) -> dict:
     diff = float(np.max(np.abs(np.where(finite, a - g, 0.0))))
     return {
         "grad_max_abs": scale,
+        "max_abs_diff": diff,
         "rel_diff": diff / scale if scale else diff,
         "finite": bool(np.isfinite(a).all() and np.isfinite(g).all()),
     }
