@@ -646,6 +646,20 @@ def test_multiclass_within_4_ulp(family, name, engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", [n for n in FAMILIES["self-distillation"] if n.startswith("C=300")])
+def test_deep_tier_in_class_chunks_within_4_ulp(name, engine, monkeypatch):
+    # The triple-double tier works on a row's classes a chunk at a time (CLASS_CHUNK, 8192):
+    # with chunks of 16 classes, the C = 300 self-distillation rows (every position in
+    # that tier) take 19 chunks, the maximum in any of them.
+    from crossentropy_ref._engine import _deep
+
+    monkeypatch.setattr(_deep, "CLASS_CHUNK", 16)
+    errors = multiclass_errors.__wrapped__("self-distillation", name, engine)
+    for q, (e_o, _, _) in errors.items():
+        _assert_ulp(e_o, MAX_ULP, f"self-distillation / {name} / {q}, chunks of 16 classes")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("family", "name"), [(f, n) for f in BINARY_CASES for n in BINARY_CASES[f]])
 def test_binary_within_4_ulp(family, name, engine):
     for q, (e_o, _) in binary_errors(family, name, engine).items():

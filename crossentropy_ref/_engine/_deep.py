@@ -10,8 +10,12 @@ terms' magnitudes, are checked result by result, and the rare position
 with a result beyond them goes on to the decimal tier (`_deepest`), which
 also recognises the exact zeros.
 
-Positions are processed in groups of at most `GROUP` logits, so the
-td temporaries (dozens per logit) stay bounded.
+Positions are processed in groups of at most `GROUP` logits (a row of
+more classes is a group of its own), and a group's classes in chunks of
+`CLASS_CHUNK`, so the td temporaries (dozens per logit) have the chunk's
+width: the tier keeps only ``exp(z_j - m)`` (four arrays) for the whole
+group. With the compiled engine, the pairwise td sums run as one kernel
+(`_jit.td_tree`, the same operations as `_td.add`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import _deepest as dec
+from . import _jit
 from . import _td as td
 from ._blocks import run_blocks
 from ._driver import count
@@ -28,6 +33,8 @@ from ._eft import two_sum
 from ._loss import Problem
 
 GROUP = 1 << 14
+CLASS_CHUNK = 1 << 13
+_NO_EXP = np.iinfo(np.int64).min // 2  # the exponent of a zero term (no term at all)
 # Relative error of the td results below, generously: a dozen td operations at
 # 2**-150 .. 2**-155 each (see _td), summed over at most 2**20 terms by the tree.
 TD_EPS = 2.0**-140
@@ -46,9 +53,16 @@ def _groups(n_pos: int, c: int):
         yield slice(i, min(i + step, n_pos))
 
 
-def _tree(h, m, l):
-    """Sum tds along axis 1 (a pairwise tree of td additions); returns (P,) parts."""
-    h, m, l = h.copy(), m.copy(), l.copy()
+def _tree(h, m, l, copy: bool = True):
+    """Sum tds along axis 1 (a pairwise tree of td additions); returns (P,) parts.
+    ``copy=False`` sums in place, for arrays the caller no longer needs."""
+    if _jit.enabled():
+        # The same tree, compiled: C-contiguous copies where asked for (or needed).
+        h, m, l = (np.array(a, dtype=np.float64, order="C", copy=copy or None) for a in (h, m, l))
+        _jit.td_tree(h, m, l)
+        return h[:, 0], m[:, 0], l[:, 0]
+    if copy:
+        h, m, l = h.copy(), m.copy(), l.copy()
     n = h.shape[1]
     while n > 1:
         half = n // 2
@@ -57,6 +71,12 @@ def _tree(h, m, l):
         h[:, :half], m[:, :half], l[:, :half] = sh, sm, sl
         n -= half
     return h[:, 0], m[:, 0], l[:, 0]
+
+
+def _chunks(c: int):
+    """The classes of a row in chunks of at most CLASS_CHUNK: the deep tier's temporaries
+    have the chunk's width, not the row's (a row of 32000 classes is one group)."""
+    return [(c0, min(c, c0 + CLASS_CHUNK)) for c0 in range(0, max(c, 1), CLASS_CHUNK)]
 
 
 def _scale(h, m, l, e):
@@ -69,26 +89,48 @@ def _scale(h, m, l, e):
 class _Rows:
     """What the deep tier knows of a group of positions Z (P, C), all with a finite maximum."""
 
-    def __init__(self, z: np.ndarray):
+    def __init__(self, z: np.ndarray, keep_x: bool = True):
         self.z = z
+        n, c = z.shape
+        rows = np.arange(n)
         self.k = np.argmax(z, axis=1)
-        self.m = z[np.arange(z.shape[0]), self.k]
-        with np.errstate(invalid="ignore"):
-            xh, xl = two_sum(z, -self.m[:, None])
-        fin = np.isfinite(xh)
-        self.xh = xh
-        self.xl = np.where(fin, xl, 0.0)
-        # exp(z_j - m) = (eh + em + el) 2**ee, exactly (1, 0, 0, 0) at the maximum.
-        self.eh, self.em, self.el, self.ee = td.exp(self.xh, self.xl)
-        rows = np.arange(z.shape[0])
-        th, tm, tl = self.eh.copy(), self.em.copy(), self.el.copy()
-        th[rows, self.k] = tm[rows, self.k] = tl[rows, self.k] = 0.0
-        te = np.where(th != 0, self.ee, np.iinfo(np.int64).min // 2)
-        self.se = np.max(te, axis=1)
-        empty = self.se < -(1 << 40)
-        self.se = np.where(empty, 0, self.se)
-        sh, sm, sl = _tree(*_scale(th, tm, tl, te - self.se[:, None]))
-        # s = (sh + sm + sl) 2**se; L = log1p(s) = (lh + lm + ll) 2**le.
+        self.m = z[rows, self.k]
+        # exp(z_j - m) = (eh + em + el) 2**ee, exactly (1, 0, 0, 0) at the maximum; computed
+        # a chunk of classes at a time, with s summed per chunk at the chunk's largest exponent.
+        self.eh, self.em, self.el = np.empty((n, c)), np.empty((n, c)), np.empty((n, c))
+        self.ee = np.empty((n, c), dtype=np.int64)
+        if keep_x:
+            self.xh, self.xl = np.empty((n, c)), np.empty((n, c))
+        parts = []
+        for c0, c1 in _chunks(c):
+            with np.errstate(invalid="ignore"):
+                xh, xl = two_sum(z[:, c0:c1], -self.m[:, None])
+            xl = np.where(np.isfinite(xh), xl, 0.0)
+            if keep_x:
+                self.xh[:, c0:c1], self.xl[:, c0:c1] = xh, xl
+            th, tm, tl, te = td.exp(xh, xl)
+            del xh, xl
+            self.eh[:, c0:c1], self.em[:, c0:c1], self.el[:, c0:c1], self.ee[:, c0:c1] = th, tm, tl, te
+            # The chunk's terms other than the maximum's, summed at the chunk's largest exponent.
+            inside = (self.k >= c0) & (self.k < c1)
+            kk = self.k[inside] - c0
+            th[inside, kk] = tm[inside, kk] = tl[inside, kk] = 0.0
+            te = np.where(th != 0, te, _NO_EXP)
+            sec = np.max(te, axis=1)
+            empty = sec < -(1 << 40)
+            base = np.where(empty, 0, sec)
+            parts.append((*_tree(*_scale(th, tm, tl, te - base[:, None]), copy=False), sec))
+            del th, tm, tl, te
+        # s = (sh + sm + sl) 2**se: the chunks' sums moved to the largest exponent and added
+        # (exact moves unless a part leaves the float range, far below the bound's 2**-140).
+        self.se = np.max([sec for *_, sec in parts], axis=0)
+        self.se = np.where(self.se < -(1 << 40), 0, self.se)
+        acc = None
+        for ph, pm, pl, sec in parts:
+            moved = _scale(ph, pm, pl, np.where(sec < -(1 << 40), 0, sec) - self.se)
+            acc = moved if acc is None else td.add(*acc, *moved)
+        sh, sm, sl = acc
+        # L = log1p(s) = (lh + lm + ll) 2**le.
         self.sh, self.sm, self.sl = td.renorm(sh, sm, sl)
         self.lh, self.lm, self.ll, self.le = td.log1p(self.sh, self.sm, self.sl, self.se)
 
@@ -117,6 +159,14 @@ class _Positions:
         if i.ndim == 1:
             return self.a3[i[0], :, i[1]]
         return self.a3[i[:, 0], :, i[:, 1]]
+
+    def cols(self, sel, cols) -> np.ndarray:
+        """The entries (k, w) of the positions `sel` (an index array) at the classes `cols`:
+        a slice, or an index array (k, w) of classes per position."""
+        i = self.idx[sel]
+        if isinstance(cols, slice):
+            cols = np.arange(*cols.indices(self.shape[1]))[None, :]
+        return self.a3[i[:, 0, None], cols, i[:, 1, None]]
 
 
 def _rows_of(z3: np.ndarray, idx: np.ndarray) -> _Positions:
@@ -240,17 +290,21 @@ def _position_targets(pb: Problem, idx: np.ndarray):
 
 def _mass_td(pb: Problem, p, y, c: int, n: int):
     """b_c = w'_c ((1 - eps) p_c + eps / C) as td (n, C), in the scaled weights w'."""
+    return _mass_cols(pb, p, y, c, np.arange(c)[None, :])
+
+
+def _mass_cols(pb: Problem, p, y, c: int, cols: np.ndarray):
+    """b at the classes `cols` ((1, w) or (n, w)) of each position: `p` the probabilities
+    there (n, w), or `y` the class indices (n,)."""
     keep = _td_const(1 - Fraction(pb.eps))
     smooth = _td_const(Fraction(pb.eps) / c)
-    if p is not None:
-        bh, bm, bl = td.mul_float(keep[0], keep[1], keep[2], p)
-    else:
-        onehot = (np.arange(c)[None, :] == y[:, None]).astype(np.float64)
-        bh, bm, bl = td.mul_float(keep[0], keep[1], keep[2], onehot)
+    if p is None:
+        p = (cols == y[:, None]).astype(np.float64)  # one-hot
+    bh, bm, bl = td.mul_float(keep[0], keep[1], keep[2], p)
     if pb.eps:
-        bh, bm, bl = td.add(bh, bm, bl, *(np.full((n, c), v) for v in smooth))
+        bh, bm, bl = td.add(bh, bm, bl, *(np.full(bh.shape, v) for v in smooth))
     if pb.ws is not None:
-        bh, bm, bl = td.mul_float(bh, bm, bl, pb.ws[None, :])
+        bh, bm, bl = td.mul_float(bh, bm, bl, pb.ws[cols])
     return bh, bm, bl
 
 
@@ -350,54 +404,73 @@ def grad_deep(pb: Problem, idx: np.ndarray, g3: np.ndarray, denom: Fraction | No
     fe = _exp_of(factor)
     def group(g: slice) -> None:
         sel = use[g]
-        r = _Rows(z[sel])
+        r = _Rows(z[sel], keep_x=False)
         n = len(sel)
-        bh, bm, bl = _mass_td(pb, None if p is None else p[sel], None if y is None else y[sel], c, n)
-        ah, am, al = _tree(bh, bm, bl)
+        rows = np.arange(n)
+        ysel = None if y is None else y[sel]
+
+        def mass(cols):
+            return _mass_cols(pb, None if p is None else p.cols(sel, cols), ysel, c, cols)
+
+        # a = sum_c b_c, a chunk of classes at a time.
+        a = None
+        for c0, c1 in _chunks(c):
+            part = _tree(*mass(np.arange(c0, c1)[None, :]), copy=False)
+            a = part if a is None else td.add(*a, *part)
+        ah, am, al = a
         rh, rm, rl = r.recip_one_plus_s()
-        # a q_c = a e_c R 2**ee_c and b_c, each at its own exponent: the entry is formed at
-        # the larger of the two, so that a tiny entry (e**-740 times a weight of 1e300) keeps
-        # its relative precision, and terms that cancel meet at the same exponent.
-        t1 = td.mul(*td.mul(r.eh, r.em, r.el, rh[:, None], rm[:, None], rl[:, None]),
-                    ah[:, None], am[:, None], al[:, None])
-        _, eb = np.frexp(bh)
-        e_ent = np.where(bh == 0, r.ee, np.maximum(r.ee, eb.astype(np.int64)))
-        t1s = _scale(*t1, r.ee - e_ent)
-        b_s = _scale(bh, bm, bl, -e_ent)
-        gh, gm, gl = td.sub(*t1s, *b_s)
-        mag = np.abs(t1s[0]) + np.abs(b_s[0])
         # The maximum where q_k > 1/2: (a - b_k) - a s / (1 + s), without cancellation in 1 - q_k
         # (there e_k = 1, so the entry's exponent is that of a or b_k: plain values).
-        rows = np.arange(n)
         near = rh > 0.5
         if near.any():
-            kk = r.k
-            bk = (bh[rows, kk], bm[rows, kk], bl[rows, kk])
-            rest = td.sub(ah, am, al, *bk)
+            bk = mass(r.k[:, None])
+            rest = td.sub(ah, am, al, *(b[:, 0] for b in bk))
             # a s / (1 + s) at s's own exponent (s may be e**-740), rest at its own.
             u = td.mul(*td.mul(r.sh, r.sm, r.sl, rh, rm, rl), ah, am, al)
             _, er = np.frexp(rest[0])
             ek = np.where(rest[0] == 0, r.se, np.maximum(r.se, er.astype(np.int64)))
             rest_s = _scale(*rest, -ek)
             u_s = _scale(*u, r.se - ek)
-            kh, km, kl = td.sub(*rest_s, *u_s)
-            for arr, val in ((gh, kh), (gm, km), (gl, kl)):
-                arr[rows, kk] = np.where(near, val, arr[rows, kk])
-            mag[rows, kk] = np.where(near, np.abs(rest_s[0]) + np.abs(u_s[0]), mag[rows, kk])
-            e_ent[rows, kk] = np.where(near, ek, e_ent[rows, kk])
-        gh, gm, gl = td.mul(gh, gm, gl, fh, fm, fl)
-        v = td.to_float(gh, gm, gl, e_ent + fe)
-        with np.errstate(over="ignore"):
-            bound = np.ldexp(TD_EPS * mag * abs(fh) * 2, e_ent + fe) + 2.0**-1074 * 8
-        ok = _accept(v, bound)
-        for j in range(n):
+            at_k = td.sub(*rest_s, *u_s)
+            mag_k = np.abs(rest_s[0]) + np.abs(u_s[0])
+        ok = np.ones(n, dtype=bool)
+        n_idx, s_idx = idx[sel, 0][:, None], idx[sel, 1][:, None]
+        for c0, c1 in _chunks(c):
+            cols = np.arange(c0, c1)[None, :]
+            bh, bm, bl = mass(cols)
+            eh, em, el, ee = (a[:, c0:c1] for a in (r.eh, r.em, r.el, r.ee))
+            # a q_c = a e_c R 2**ee_c and b_c, each at its own exponent: the entry is formed at
+            # the larger of the two, so that a tiny entry (e**-740 times a weight of 1e300)
+            # keeps its relative precision, and terms that cancel meet at the same exponent.
+            t1 = td.mul(*td.mul(eh, em, el, rh[:, None], rm[:, None], rl[:, None]),
+                        ah[:, None], am[:, None], al[:, None])
+            _, eb = np.frexp(bh)
+            e_ent = np.where(bh == 0, ee, np.maximum(ee, eb.astype(np.int64)))
+            t1s = _scale(*t1, ee - e_ent)
+            del t1
+            b_s = _scale(bh, bm, bl, -e_ent)
+            del bh, bm, bl
+            gh, gm, gl = td.sub(*t1s, *b_s)
+            mag = np.abs(t1s[0]) + np.abs(b_s[0])
+            del t1s, b_s
+            here = np.flatnonzero(near & (r.k >= c0) & (r.k < c1))
+            if len(here):
+                kk = r.k[here] - c0
+                for arr, val in zip((gh, gm, gl), at_k):
+                    arr[here, kk] = val[here]
+                mag[here, kk] = mag_k[here]
+                e_ent[here, kk] = ek[here]
+            gh, gm, gl = td.mul(gh, gm, gl, fh, fm, fl)
+            v = td.to_float(gh, gm, gl, e_ent + fe)
+            with np.errstate(over="ignore"):
+                bound = np.ldexp(TD_EPS * mag * abs(fh) * 2, e_ent + fe) + 2.0**-1074 * 8
+            ok &= _accept(v, bound).all(axis=1)
+            g3[n_idx, cols, s_idx] = v
+        for j in np.flatnonzero(~ok):
             i = sel[j]
-            if ok[j].all():
-                g3[idx[i, 0], :, idx[i, 1]] = v[j]
-            else:
-                count("deepest", 1)
-                g3[idx[i, 0], :, idx[i, 1]] = dec.grad(z[i], None if p is None else p[i],
-                                                       None if y is None else int(y[i]), pb.w, pb.eps, denom)
+            count("deepest", 1)
+            g3[idx[i, 0], :, idx[i, 1]] = dec.grad(z[i], None if p is None else p[i],
+                                                   None if y is None else int(y[i]), pb.w, pb.eps, denom)
 
     _in_parallel(group, list(_groups(len(use), c)))
 

@@ -599,6 +599,50 @@ if numba is not None:
                     ll_out[i, 0, p0 + p] = ll
 
     @_inline
+    def _ts2(a, b):
+        """TwoSum: a + b = so + eo exactly (Knuth), as _td._ts."""
+        so = a + b
+        bp = so - a
+        eo = so - bp
+        return so, (a - eo) + (b - bp)
+
+    @_inline
+    def _td_renorm(a, b, c):
+        """_td._renorm_into: the exact renormalisation of a + b + c."""
+        x, e2 = _ts2(b, c)
+        h, e1 = _ts2(a, x)
+        m, l = _ts2(e1, e2)
+        oh, x = _ts2(h, m)
+        om, ol = _ts2(x, l)
+        return oh, om, ol
+
+    @_inline
+    def _td_add(ah, am, al, bh, bm, bl):
+        """_td.add on scalars: the same operations in the same order, so the same result."""
+        s0, e0 = _ts2(ah, bh)
+        s1, e1 = _ts2(am, bm)
+        t1, e3 = _ts2(e0, s1)
+        t2 = (e1 + (al + bl)) + e3
+        return _td_renorm(s0, t1, t2)
+
+    @_jit
+    def td_tree(h, m, l):
+        """_deep._tree in place on C-contiguous (P, C) triple-doubles: the same pairwise tree
+        of _td.add, its result in column 0; one pass in cache instead of a numpy call per level."""
+        rows, n0 = h.shape
+        for i in range(rows):
+            n = n0
+            while n > 1:
+                half = n // 2
+                off = n - half
+                for j in range(half):
+                    a, b, c = _td_add(h[i, j], m[i, j], l[i, j], h[i, off + j], m[i, off + j], l[i, off + j])
+                    h[i, j] = a
+                    m[i, j] = b
+                    l[i, j] = c
+                n -= half
+
+    @_inline
     def _mul_round(eh, el, fh, fl):
         """(eh + el)(fh + fl) rounded once: the exact product eh fh (FMA) plus the small terms."""
         p = eh * fh
