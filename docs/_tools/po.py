@@ -19,7 +19,9 @@ its message's
 * glue references: ``{glue:text}`key:fmt``` becomes
   ``{glue:text}`page.md::key:fmt``` (myst-nb finds a plain key only while
   parsing the page's notebook, not in a translated message, and the value is
-  then dropped), ``{glue:md}`key``` becomes ``{glue:}`page.md::key```;
+  then dropped), ``{glue:text}`key``` becomes ``{glue:text}`page.md::key:s```
+  (without a format, myst-nb would split the key at the "::"), and
+  ``{glue:md}`key``` becomes ``{glue:}`page.md::key```;
 * roles and their targets (``{term}`ulp``` may become ``{term}`ulp（最後一位單位） <ulp>```);
 * math (``$...$``, verbatim), links and their targets, inline code and
   substitutions (``{{ repo_link }}``).
@@ -141,11 +143,14 @@ def _glue(kind: str, content: str, page: str, translated: bool) -> tuple[str, ..
         if kind == "glue:md":
             return "{glue:md} cannot take page.md::key: write {glue:}`" + f"{own}::{key_fmt}`"
         kind = {"glue": "glue:md"}.get(kind, kind)  # {glue:md}`key` -> {glue:}`page.md::key`
+        if kind == "glue:text" and ":" not in key_fmt:
+            # myst-nb splits the format off at the last colon, which would be the "::".
+            return f"no format in {content!r}: write {content}:s"
     elif kind == "glue":
         return "{glue:} in English: expected {glue:text} or {glue:md}"
     if kind == "glue:text":
-        key, _, fmt = key_fmt.rpartition(":") if ":" in key_fmt else (key_fmt, "", "")
-        return (kind, key, fmt)
+        key, _, fmt = key_fmt.rpartition(":") if ":" in key_fmt else (key_fmt, "", "s")
+        return (kind, key, fmt)  # no format is "s"
     return (kind, key_fmt)
 
 
@@ -156,7 +161,8 @@ def markup(text: str, page: str, translated: bool) -> tuple[Counter, list[str]]:
 
     def role(m: re.Match) -> str:
         name, content = m.group(1), m.group(2)
-        if name == "glue" or name.startswith("glue:"):
+        if name.rstrip(":") == "glue" or name.startswith("glue:"):
+            name = name.rstrip(":")  # {glue:}`...` is {glue}`...`
             token = _glue(name, content, page, translated)
             if isinstance(token, str):
                 errors.append(token)
