@@ -14,11 +14,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test html doctest clean livehtml serve bench
+.PHONY: help venv test html html-zh po doctest clean livehtml serve bench
 
 help:
 	@echo "make test      run the tests and the package's doctests"
 	@echo "make html      build the book into $(BUILDDIR)/html"
+	@echo "make html-zh   build its zh_TW translation into $(BUILDDIR)/html/zh-tw (after make html)"
+	@echo "make po        bring docs/locales in step with the English pages (translators)"
 	@echo "make doctest   run Sphinx's doctest builder over the book and the API docs"
 	@echo "make serve     serve $(BUILDDIR)/html on http://$(HOST):$(PORT)"
 	@echo "make livehtml  rebuild the book on every change (authors)"
@@ -41,6 +43,8 @@ $(STAMP): pyproject.toml
 	# Compile the numba kernels once into their on-disk cache (about 15 s), rather than in
 	# every process of the book build and the tests that first needs them.
 	$(BIN)/python -c 'from crossentropy_ref._engine._jit import warm; warm()'
+	# jieba's dictionary cache for the zh_TW search index, built once into .venv.
+	$(BIN)/python docs/_ext/search_zh.py
 	touch $@
 
 venv: $(STAMP)
@@ -54,6 +58,20 @@ test: $(STAMP)
 
 html: $(STAMP) $(MATHJAX)
 	$(SPHINXBUILD) -M html docs $(BUILDDIR) -c . $(SPHINXOPTS)
+
+# The student's path in Traditional Chinese (docs/locales/zh_TW), the other
+# pages in English, published under zh-tw/ beside the English root. It replays
+# the pages' executions from the cache that make html filled (conf.py), so
+# after make html it executes nothing.
+html-zh: $(STAMP) $(MATHJAX)
+	BOOK_LANGUAGE=zh_TW NB_EXECUTION_MODE=cache $(SPHINXBUILD) -b html docs $(BUILDDIR)/html/zh-tw \
+		-d $(BUILDDIR)/doctrees-zh_TW -c . $(SPHINXOPTS)
+
+# Translators: extract the translated pages' messages and merge them into
+# docs/locales/zh_TW/LC_MESSAGES (sphinx-intl); then translate what is new or
+# fuzzy. tests/test_translations.py fails until every message is translated.
+po: $(STAMP)
+	$(BIN)/python docs/_tools/po.py update
 
 # The doctests (docstrings and {doctest} blocks) need no page outputs, so the
 # pages are not executed here (see conf.py), in an environment of its own.

@@ -31,6 +31,8 @@ extensions = [
     "nav_wbr",  # line breaks inside long code names in the sidebars
     "solutions",  # an exercise's solution, prose and code cells, behind one toggle
     "repo_files",  # the repository's files that pages cite, readable on the site
+    "translations",  # English and zh_TW: the language switcher, hreflang, the zh-tw/ folder
+    "search_zh",  # the zh_TW build's search (Sphinx 9.0.4's is broken; jieba's cache)
 ]
 
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "_ext", "_tools"]
@@ -62,6 +64,12 @@ def _source_key() -> str:
 CACHE_ROOT = ROOT / ".jupyter_cache"
 SOURCE_KEY = _source_key()
 nb_execution_mode = os.environ.get("NB_EXECUTION_MODE", "cache")  # CI sets "force"
+# Where no cache for these sources exists yet (CI's fresh clone, the Pages
+# runner), "force" and "cache" both execute every page; "cache" also records
+# the results, which the zh_TW build (make html-zh) then replays instead of
+# executing every page a second time. Where one exists, "force" stays force.
+if nb_execution_mode == "force" and not (CACHE_ROOT / SOURCE_KEY).exists():
+    nb_execution_mode = "cache"
 nb_execution_cache_path = str(CACHE_ROOT / SOURCE_KEY)
 if nb_execution_mode == "cache" and not (CACHE_ROOT / SOURCE_KEY).exists():
     for stale in sorted(CACHE_ROOT.glob("*"), key=lambda p: p.stat().st_mtime)[:-3]:
@@ -134,10 +142,27 @@ myst_substitutions = {
 }
 repo_files_url = REPO_URL  # docs/_ext/repo_files.py: "this file in the repository"
 
+# --- languages -------------------------------------------------------------
+# English, and the student's path in Traditional Chinese (docs/_ext/translations.py):
+# BOOK_LANGUAGE=zh_TW (make html-zh) or a Read the Docs translation project
+# (READTHEDOCS_LANGUAGE=zh-tw) builds the zh_TW book from docs/locales.
+import translations  # noqa: E402 (docs/_ext, on the path above)
+
+language = translations.sphinx_language(
+    os.environ.get("BOOK_LANGUAGE") or os.environ.get("READTHEDOCS_LANGUAGE") or "en"
+)
+locale_dirs = ["locales/"]  # docs/locales/zh_TW/LC_MESSAGES/<page>.po (sphinx-intl's layout)
+gettext_compact = False  # one catalog per page
+gettext_location = False  # no line numbers: a changed sentence changes one entry
+gettext_uuid = False
+# Words of the book that jieba would cut in two, for the zh_TW search index.
+html_search_options = {"dict": str(ROOT / "docs" / "locales" / "zh_TW" / "search-words.txt")}
+
 # --- HTML ------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
 html_title = "crossentropy_ref"
 html_static_path = ["docs/_static"]
+templates_path = ["docs/_templates"]
 html_theme_options = {
     "show_toc_level": 2,
     # One search box: the sidebar's. The header's copy (pydata's default
@@ -147,6 +172,8 @@ html_theme_options = {
     # The header's repository button, only when the build knows the address.
     "repository_url": REPO_URL,
     "use_repository_button": bool(REPO_URL),
+    # The same page in the other language, then the theme's own buttons.
+    "article_header_end": ["language-switcher.html", "article-header-buttons.html"],
 }
 # The Install section's commands are parsed-literal blocks (they carry the
 # repository's address), which the copy button does not cover by default.
@@ -160,8 +187,12 @@ html_context = {"default_mode": "auto"}
 # The site loads nothing from other hosts: docs/_ext/local_mathjax.py serves
 # MathJax from _static/ (`make html` installs it into .mathjax/ first). The
 # site's public URL, where known, gives the 404 page its <base>: Read the Docs
-# sets READTHEDOCS_CANONICAL_URL, .github/workflows/pages.yml sets BOOK_BASE_URL.
-html_baseurl = os.environ.get("READTHEDOCS_CANONICAL_URL") or os.environ.get("BOOK_BASE_URL", "")
+# sets READTHEDOCS_CANONICAL_URL (one project per language),
+# .github/workflows/pages.yml sets BOOK_BASE_URL (the English root; zh_TW is in zh-tw/).
+_site_root = os.environ.get("BOOK_BASE_URL", "")
+html_baseurl = os.environ.get("READTHEDOCS_CANONICAL_URL") or (
+    _site_root and _site_root.rstrip("/") + "/" + translations.LANGUAGES[language].path
+)
 # On a phone a long display equation is wider than the column. MathJax 4
 # breaks it into lines at its operators instead of letting it overflow (the
 # reader can still choose scrolling or scaling in MathJax's menu).

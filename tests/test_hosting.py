@@ -96,9 +96,18 @@ class TestPagesWorkflow:
         assert workflow["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
 
     def test_builds_and_uploads_the_book(self, workflow):
+        # English, then the zh_TW translation into _build/html/zh-tw, one site.
         runs = [s["run"] for _, _, s in _steps(workflow) if "run" in s]
-        assert runs == ["make html PYTHON=python"]
+        assert runs == ["make html PYTHON=python", "make html-zh PYTHON=python"]
         assert workflow["jobs"]["build"]["env"]["NB_EXECUTION_MODE"] == "force"
+        uploads = [s for _, _, s in _steps(workflow) if s.get("uses", "").startswith("actions/upload-pages")]
+        assert uploads[0]["with"]["path"] == "_build/html"
+
+    def test_both_builds_know_the_site_address(self, workflow):
+        # The zh_TW 404 page's <base> and the hreflang links need it (conf.py adds zh-tw/).
+        for step in _steps(workflow):
+            if step[2].get("run", "").startswith("make html"):
+                assert step[2]["env"]["BOOK_BASE_URL"] == "${{ steps.pages.outputs.base_url }}"
 
 
 class TestReadTheDocs:
@@ -132,7 +141,10 @@ class TestReadTheDocs:
                         assert word.startswith("$READTHEDOCS_OUTPUT/html"), command
 
     def test_fetches_mathjax_before_the_build(self, rtd):
-        assert rtd["build"]["jobs"]["pre_build"] == ["python docs/_ext/fetch_mathjax.py"]
+        # And warms jieba's dictionary cache (a translation project's search index).
+        assert rtd["build"]["jobs"]["pre_build"] == [
+            "python docs/_ext/fetch_mathjax.py", "python docs/_ext/search_zh.py"
+        ]
         assert rtd["build"]["tools"]["python"] == "3.11"
         assert "nodejs" in rtd["build"]["tools"]
 
@@ -151,14 +163,15 @@ class TestRepositoryAddress:
     PAGES_VALUE = "${{ github.server_url }}/${{ github.repository }}"
 
     def test_the_pages_workflow_passes_the_repository(self, workflow):
-        builds = [s for _, _, s in _steps(workflow) if s.get("run") == "make html PYTHON=python"]
-        assert len(builds) == 1
-        assert builds[0]["env"]["BOOK_REPO_URL"] == self.PAGES_VALUE
+        builds = [s for _, _, s in _steps(workflow) if s.get("run", "").startswith("make html")]
+        assert len(builds) == 2
+        assert [b["env"]["BOOK_REPO_URL"] for b in builds] == [self.PAGES_VALUE] * 2
 
     @staticmethod
     def _landing_page(tmp_path, **env_vars) -> str:
         env = {k: v for k, v in os.environ.items()
-               if k not in ("BOOK_REPO_URL", "READTHEDOCS_GIT_CLONE_URL")}
+               if k not in ("BOOK_REPO_URL", "READTHEDOCS_GIT_CLONE_URL", "BOOK_LANGUAGE",
+                            "READTHEDOCS_LANGUAGE", "READTHEDOCS_CANONICAL_URL", "BOOK_BASE_URL")}
         env.update(env_vars, NB_EXECUTION_MODE="off")
         out = tmp_path / "html"
         skip = "_build,_ext,_tools,explanation,howto,reference,tutorial,glossary.md,404.md"
@@ -186,6 +199,27 @@ class TestRepositoryAddress:
         assert f'<a class="reference external" href="{self.URL}">' in html
         assert f"pip install &quot;crossentropy_ref &#64; git+{self.URL}&quot;" in html
         assert f"git clone {self.URL}\n" in html
+
+    def test_a_translation_project_builds_the_zh_tw_book(self, tmp_path):
+        """Read the Docs: READTHEDOCS_LANGUAGE=zh-tw, each language a project of its own."""
+        rtd = "https://crossentropy-ref.readthedocs.io"
+        html = self._landing_page(
+            tmp_path, READTHEDOCS_LANGUAGE="zh-tw", READTHEDOCS_CANONICAL_URL=f"{rtd}/zh-tw/latest/"
+        )
+        assert '<html lang="zh-TW"' in html
+        assert "為什麼要有這個套件" in html  # translated
+        # The switcher and the alternates name the English project's page.
+        assert re.search(rf'<a class="btn btn-sm language-switcher" href="{rtd}/en/latest/index.html"', html)
+        assert f'<link rel="alternate" hreflang="en" href="{rtd}/en/latest/index.html" />' in html
+        assert f'<link rel="alternate" hreflang="zh-TW" href="{rtd}/zh-tw/latest/index.html" />' in html
+
+    def test_pages_puts_the_zh_tw_book_in_its_folder(self, tmp_path):
+        """GitHub Pages: one site, English at the root, zh_TW in zh-tw/."""
+        site = "https://example-owner.github.io/crossentropy_ref/"
+        html = self._landing_page(tmp_path, BOOK_LANGUAGE="zh_TW", BOOK_BASE_URL=site)
+        assert f'<link rel="canonical" href="{site}zh-tw/index.html" />' in html
+        assert f'<link rel="alternate" hreflang="en" href="{site}index.html" />' in html
+        assert re.search(r'<a class="btn btn-sm language-switcher" href="\.\./index.html"', html)
 
     def test_absent_from_an_offline_build(self, tmp_path):
         html = self._landing_page(tmp_path)

@@ -1,7 +1,8 @@
 """The built book as a reader meets it, in a real browser (Chromium via Playwright).
 
 The tests serve _build/html on 127.0.0.1, the way a host would (a missing path
-gets the site's 404 page with status 404), crawl every page from index.html
+gets the site's 404 page with status 404: zh-tw/404.html under zh-tw/, as on
+Read the Docs, where each language is a project), crawl every page from index.html
 and check that
 
 * nothing is loaded from another host, nothing fails or answers 404, and no
@@ -23,6 +24,10 @@ and check that
   and a wide table keeps its first column in view;
 * the landing page's map links to every page of the book, and every API
   page links to its source;
+* both languages are there: the zh_TW build (make html-zh) in zh-tw/, every
+  page of each linking to the same page in the other (the language switcher)
+  with hreflang alternates, search in Chinese (and English) in the zh_TW
+  build, and each build's 404 page working under its own folder;
 * headings get lighter as they get smaller, and search results quote
   formulas as text, not LaTeX.
 
@@ -32,7 +37,7 @@ Screenshots of a key page in light and dark mode, and at phone width, go to
 _build/screenshots/.
 
 They need Debian's chromium (`apt-get install chromium`; never `playwright
-install`) and a built site (`make html`). Without either they are skipped,
+install`) and a built site (`make html`, then `make html-zh`). Without either they are skipped,
 unless REQUIRE_BROWSER_TESTS=1 (CI sets it): then they fail.
 """
 
@@ -75,6 +80,7 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 PHONE_SHOTS = {KEY_PAGE: 'mjx-container[display="true"]', WIDE_PAGE: "article table"}
 MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text
+ZH = "zh-tw/"  # the zh_TW build's folder (docs/_ext/translations.py)
 
 
 def _chromium() -> str | None:
@@ -90,6 +96,8 @@ def _unavailable() -> str | None:
         return "no chromium: `apt-get install chromium` (never `playwright install`)"
     if not (SITE / "index.html").is_file():
         return f"no built site in {SITE}: run `make html`"
+    if not (SITE / ZH / "index.html").is_file():
+        return f"no zh_TW build in {SITE / ZH}: run `make html-zh`"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -115,6 +123,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def send_error(self, code, message=None, explain=None):
         page = Path(self.directory, "404.html")
+        if urlsplit(self.path).path.startswith("/" + ZH) and Path(self.directory, ZH, "404.html").is_file():
+            page = Path(self.directory, ZH, "404.html")
         if code != 404 or not page.is_file():
             super().send_error(code, message, explain)
             return
@@ -193,6 +203,9 @@ class Visit:
     unlinked_files: list[str] = field(default_factory=list)  # cited, not linked
     article_links: list[str] = field(default_factory=list)
     source_links: int = 0  # sphinx.ext.viewcode's [source] links
+    lang: str = ""  # <html lang>
+    switch: str | None = None  # the language switcher's href (absolute)
+    hreflang: dict[str, str] = field(default_factory=dict)  # <link rel=alternate> by hreflang
 
 
 # What must not be left in a page's rendered text, outside code and math:
@@ -212,7 +225,7 @@ _TEXT_CHECKS = r"""() => {
     /\{glue(:[a-z]+)?\}/, /glue:(text|md|any|figure)\b/, /\\[()\[\]]/,
     /\$\$/, /\\(frac|log|sum|operatorname|mathrm|varepsilon|partial|left)\b/,
     /\{(term|ref|doc|func|mod|glue|math)\}`/, /^```\{/m,
-    /`[^`\s][^`]*`/, /\*\*[A-Za-z][^*]*\*\*/,  // Markdown code or bold, unrendered
+    /`[^`\s][^`]*`/, /\*\*[A-Za-z\u3400-\u9fff][^*]*\*\*/,  // Markdown code or bold, unrendered (Latin or CJK)
   ];
   const raw = [];
   const article = document.querySelector('article') || document.body;
@@ -233,7 +246,7 @@ _TEXT_CHECKS = r"""() => {
   const lists = [];
   for (const ol of article.querySelectorAll('ol')) {
     const prev = ol.previousElementSibling;
-    if (prev && prev.tagName === 'P' && !/[:.?!)]$/.test(prev.textContent.trim())) {
+    if (prev && prev.tagName === 'P' && !/[:.?!)：。？！）]$/.test(prev.textContent.trim())) {
       lists.push(`${prev.textContent.trim().slice(-50)} | ${ol.textContent.trim().slice(0, 50)}`);
     }
   }
@@ -265,6 +278,10 @@ _INSPECT = """async () => {
     mathErrors: [...document.querySelectorAll('mjx-merror')].map(e => e.textContent),
     fontFaces: [...document.fonts].map(f => [f.family, f.status]),
     hasFavicon: !!document.querySelector('link[rel~="icon"]'),
+    lang: document.documentElement.lang,
+    switch: (document.querySelector('a.language-switcher') || {}).href || null,
+    hreflang: Object.fromEntries([...document.querySelectorAll('link[rel="alternate"][hreflang]')]
+                                 .map(l => [l.hreflang, l.href])),
     ...(""" + _TEXT_CHECKS + """)(),
   };
 }"""
@@ -328,6 +345,9 @@ class _Tab:
         visit.unlinked_files = data["unlinkedFiles"]
         visit.article_links = data["articleLinks"]
         visit.source_links = data["sourceLinks"]
+        visit.lang = data["lang"]
+        visit.switch = data["switch"]
+        visit.hreflang = data["hreflang"]
         self.visit = None  # leaving the page may abort requests: not this page's failures
         return visit
 
@@ -361,6 +381,7 @@ def _page_key(url: str, base: str) -> str | None:
 
 # Sphinx's own pages, which the theme reaches by a form or not at all.
 SEEDS = ["index.html", "search.html", "genindex.html", "py-modindex.html"]
+SEEDS += [ZH + page for page in SEEDS]
 
 
 @pytest.fixture(scope="session")
@@ -399,9 +420,9 @@ def test_crawl_reaches_every_built_page(crawl):
     built = {
         p.relative_to(SITE).as_posix()
         for p in SITE.rglob("*.html")
-        if not p.relative_to(SITE).parts[0].startswith("_")
+        if not p.relative_to(SITE).as_posix().removeprefix(ZH).startswith("_")
     }
-    built.discard("404.html")  # reached only by a missing path (test_missing_path...)
+    built -= {"404.html", ZH + "404.html"}  # reached only by a missing path (test_missing_path...)
     assert built - set(crawl) == set(), "pages no link leads to"
     assert len(crawl) >= 12  # at least the index and the 11 pages of the book
 
@@ -489,39 +510,53 @@ def test_internal_links_and_anchors_resolve(crawl, base_url):
     assert broken == []
 
 
-def test_missing_path_gets_a_working_404_page(browser, base_url):
-    url = base_url + "no/such/page.html"
+@pytest.mark.parametrize(
+    "folder, title_text, home_text", [("", "Page not found", "contents"), (ZH, "找不到頁面", "目錄")]
+)
+def test_missing_path_gets_a_working_404_page(browser, base_url, folder, title_text, home_text):
+    url = base_url + folder + "no/such/page.html"
     tab = _Tab(browser)
     try:
         visit = tab.visit_page(url)
         title = tab.page.title()
-        home = tab.page.locator("main a", has_text="contents").first.get_attribute("href")
+        home = tab.page.locator("main a", has_text=home_text).first.get_attribute("href")
         home_url = tab.page.evaluate("(href) => new URL(href, document.baseURI).href", home)
     finally:
         tab.close()
     assert visit.status == 404
-    assert "Page not found" in title
+    assert title_text in title
     # Chromium logs the page's own 404 as a console error; nothing else may fail.
     own = f"Failed to load resource: the server responded with a status of 404 (Not Found) ({url})"
     assert [e for e in visit.console_errors if e != own] == []
     assert visit.failures == [] and visit.page_errors == []
     assert not [u for u in visit.requests if _other_host(u, base_url)]
-    # Styles and scripts came from the site root, not from /no/such/.
-    assert any(u.startswith(base_url + "_static/") for u in visit.requests)
-    assert home_url == base_url + "index.html"
+    # Styles and scripts came from the build's root (the zh_TW one's <base>
+    # is /zh-tw/), not from /no/such/.
+    assert any(u.startswith(base_url + folder + "_static/") for u in visit.requests)
+    assert home_url == base_url + folder + "index.html"
 
 
 # --- search --------------------------------------------------------------------
 
 
-def _search(browser, base_url, query: str) -> list[str]:
+def _search(browser, base_url, query: str, expect: str = "") -> list[str]:
+    """The paths the search page lists for query: all of them, or (expect) up to that one.
+
+    Results appear one by one, each after its page is fetched for the text
+    around the match; with many hits that takes a while, so a test that
+    looks for one page stops waiting when it appears.
+    """
     context = browser.new_context()
     page = context.new_page()
     try:
         page.goto(f"{base_url}search.html?q={query}", wait_until="networkidle")
+        # Finished, in any language: the summary under the results is written
+        # only when the search is done.
         page.wait_for_function(
-            "() => (document.querySelector('#search-results') || {}).textContent"
-            " && /found|did not match/i.test(document.querySelector('#search-results').textContent)"
+            """(expect) => (document.querySelector('#search-results p.search-summary') || {}).textContent
+                || (expect && [...document.querySelectorAll('#search-results li a')]
+                              .some(a => new URL(a.href).pathname.endsWith('/' + expect)))""",
+            arg=expect,
         )
         hrefs = page.eval_on_selector_all("#search-results li a", "as => as.map(a => a.href)")
     finally:
@@ -538,6 +573,74 @@ def test_search_finds_words_of_the_prose(browser, base_url):
     # "smoothing": the label-smoothing option, explained in the how-to pages.
     hits = _search(browser, base_url, "smoothing")
     assert [h for h in hits if not h.startswith("reference/generated/")], hits
+
+
+@pytest.mark.parametrize("word", ["交叉熵", "烏龜"])
+def test_search_in_chinese_finds_the_tutorial(browser, base_url, word):
+    # 交叉熵 (cross-entropy), one word of the search dictionary that jieba alone
+    # would cut in two; 烏龜 (turtle), the tutorial's third picture.
+    hits = _search(browser, base_url + ZH, word, expect=ZH + "tutorial/first-loss.html")
+    assert ZH + "tutorial/first-loss.html" in hits, hits
+
+
+def test_search_in_the_chinese_build_finds_english_names(browser, base_url):
+    # Sphinx 9.0.4's Chinese search fails every query, English ones too
+    # (ChineseStemmer is not defined); docs/_ext/search_zh.py fixes it.
+    api = ZH + "reference/generated/crossentropy_ref.logsumexp.html"
+    hits = _search(browser, base_url + ZH, "logsumexp", expect=api)
+    assert api in hits, hits
+
+
+# --- two languages -------------------------------------------------------------
+
+
+def _counterpart(path: str) -> str:
+    """The same page in the other language's build."""
+    return path[len(ZH) :] if path.startswith(ZH) else ZH + path
+
+
+def test_both_languages_are_crawled(crawl):
+    english = {p for p in crawl if not p.startswith(ZH)}
+    chinese = {p[len(ZH) :] for p in crawl if p.startswith(ZH)}
+    assert english == chinese  # every page in both builds
+    assert {crawl[p].lang for p in crawl if not p.startswith(ZH)} == {"en"}
+    assert {crawl[p].lang for p in crawl if p.startswith(ZH)} == {"zh-TW"}
+
+
+def test_every_page_links_to_itself_in_the_other_language(crawl, base_url):
+    wrong = {}
+    for path, visit in crawl.items():
+        english = path[len(ZH) :] if path.startswith(ZH) else path
+        expected = {
+            "switch": base_url + _counterpart(path),
+            "hreflang": {"en": base_url + english, "zh-TW": base_url + ZH + english,
+                         "x-default": base_url + english},
+        }
+        found = {"switch": visit.switch, "hreflang": visit.hreflang}
+        if found != expected:
+            wrong[path] = found
+    assert wrong == {}
+
+
+def test_the_switcher_shows_the_other_language(browser, base_url):
+    tab = _Tab(browser)
+    try:
+        tab.page.goto(base_url + "tutorial/first-loss.html", wait_until="load")
+        link = tab.page.locator("a.language-switcher")
+        assert link.is_visible() and link.inner_text().strip() == "繁體中文"
+        link.click()
+        tab.page.wait_for_url(base_url + ZH + "tutorial/first-loss.html")
+        assert "你的第一個交叉熵損失" in tab.page.title()
+        back = tab.page.locator("a.language-switcher")
+        assert back.is_visible() and back.inner_text().strip() == "English"
+    finally:
+        tab.close()
+
+
+def test_the_chinese_landing_page_says_what_stays_english(crawl):
+    # The how-to guides and the reference are not translated; the landing page says so.
+    text = (SITE / ZH / "index.html").read_text(encoding="utf-8")
+    assert "操作指南與參考資料（包括 API 參考）目前仍是英文" in text
 
 
 # --- dark mode -----------------------------------------------------------------
@@ -818,7 +921,7 @@ def test_no_block_is_wider_than_its_column_on_a_desktop(desktop_too_wide):
     """Code, outputs, tables and equations fit a 1280 px page: none scrolls sideways."""
     assert WIDE_PAGE in desktop_too_wide
     bad = {p: bad for p, bad in desktop_too_wide.items()
-           if bad and not p.startswith(SOURCE_LISTINGS)}
+           if bad and not p.removeprefix(ZH).startswith(SOURCE_LISTINGS)}
     assert bad == {}, _listing(bad)
 
 
@@ -847,7 +950,7 @@ def test_no_glue_role_or_raw_latex_is_left_in_the_text(crawl):
     assert len([p for p, v in crawl.items() if v.math_sources]) >= 5  # the TeX was read
     left = {}
     for path, visit in crawl.items():
-        excused = KNOWN_RAW_MARKUP.get(path)
+        excused = KNOWN_RAW_MARKUP.get(path.removeprefix(ZH))
         found = [m for m in visit.raw_markup if not (excused and excused in m)]
         if found:
             left[path] = found
@@ -877,14 +980,15 @@ def _book_pages(crawl) -> set[str]:
     """The pages of the book: not Sphinx's own, not generated, not listings."""
     return {
         p for p in crawl
-        if p not in SEEDS and not p.startswith(("_", "reference/generated/"))
+        if p not in SEEDS and not p.removeprefix(ZH).startswith(("_", "reference/generated/"))
     }
 
 
-def test_the_landing_page_maps_every_page(crawl, base_url):
-    """The index's own text, not only the sidebar, links to every page."""
-    mapped = {_page_key(link, base_url) for link in crawl["index.html"].article_links}
-    pages = _book_pages(crawl)
+@pytest.mark.parametrize("folder", ["", ZH])
+def test_the_landing_page_maps_every_page(crawl, base_url, folder):
+    """The index's own text, not only the sidebar, links to every page (in its language)."""
+    mapped = {_page_key(link, base_url) for link in crawl[folder + "index.html"].article_links}
+    pages = {p for p in _book_pages(crawl) if p.startswith(folder) and (folder or not p.startswith(ZH))}
     assert len(pages) >= 17  # 2 tutorials, 5 explanations, 5 how-tos, 4 references, glossary
     assert pages - mapped == set(), "pages missing from the landing page's map"
 
@@ -934,11 +1038,14 @@ _SIGNATURE_BREAKS = r"""() => {
 
 def test_no_display_equation_is_clipped_on_a_phone(phone_dark):
     """At 390 px an equation fits (MathJax breaks it) or shows that it scrolls."""
-    shown = sum(1 for r in phone_dark.values() for e in r["equations"])
     silent = {p: [e for e in r["equations"] if not e["cue"]] for p, r in phone_dark.items()}
     assert {p: e for p, e in silent.items() if e} == {}
-    # MathJax's line breaking does the work: at most a few equations scroll.
-    assert shown <= 3, {p: r["equations"] for p, r in phone_dark.items() if r["equations"]}
+    # MathJax's line breaking does the work: at most a few equations scroll,
+    # in each language's build.
+    for chinese in (False, True):
+        pages = {p: r for p, r in phone_dark.items() if p.startswith(ZH) == chinese}
+        shown = sum(1 for r in pages.values() for e in r["equations"])
+        assert shown <= 3, {p: r["equations"] for p, r in pages.items() if r["equations"]}
 
 
 def test_no_signature_breaks_inside_a_word_on_a_phone(phone_dark):

@@ -170,7 +170,8 @@ def _fix_404(app, exception) -> None:
     answer a missing /a/b/c.html with the site's 404.html, whose relative
     links were written for the site root. A <base> naming the root's path
     fixes them: the path of html_baseurl when it is set (conf.py takes it from
-    the environment on Read the Docs and GitHub Pages), else "/".
+    the environment on Read the Docs and GitHub Pages), else "/" and the
+    language's folder (translations.py: "/zh-tw/" for the zh_TW build).
     """
     page = Path(app.outdir, "404.html")
     if exception is not None or app.builder.format != "html" or not page.is_file():
@@ -178,7 +179,8 @@ def _fix_404(app, exception) -> None:
     html = page.read_text(encoding="utf-8")
     if "<base " in html:
         return
-    root = urlsplit(app.config.html_baseurl or "/").path or "/"
+    offline_root = "/" + getattr(app.config, "translation_path", "")
+    root = urlsplit(app.config.html_baseurl or offline_root).path or "/"
     if not root.endswith("/"):
         root += "/"
     head = html.find("<head>")

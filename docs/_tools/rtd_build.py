@@ -33,6 +33,11 @@ def main() -> int:
     config = yaml.safe_load((ROOT / ".readthedocs.yaml").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="rtd-output-") as out:
         env = dict(os.environ, READTHEDOCS_OUTPUT=out)
+        # Read the Docs sets no NB_EXECUTION_MODE: conf.py's default, "cache",
+        # which is also what make html ran in on CI's fresh clone (conf.py
+        # turns "force" into "cache" where no cache exists yet). The same
+        # value keeps the pickled environment valid: no page is read again.
+        env.pop("NB_EXECUTION_MODE", None)
         env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
         for command in html_commands(config):
             print(f"+ {command}", flush=True)
