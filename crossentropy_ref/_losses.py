@@ -78,11 +78,7 @@ def _check_inputs(logits, target, weight, ignore_index, reduction, label_smoothi
                   ignore_index=ignore_index)
     t, probabilities = v.as_target(target, z.shape)
     if probabilities:
-        if ignore_index >= 0:
-            raise ValueError(
-                "`ignore_index` must be negative (unused) with class-probability targets, as in torch; "
-                f"got {ignore_index}"
-            )
+        v.check_ignore_unused(ignore_index)
         p = as_ncs(v.as_prob_target(t, z.shape))
         return Problem(**common, probabilities=True, p=p, y=None)
     y, marker = v.as_index_target(t, z.shape, ignore_index)
@@ -516,6 +512,24 @@ def nll_loss(
     1.0
     """
     red = v.check_reduction(reduction)
+    picked, valid, yc, w, shape = _nll_inputs(log_probs, target, weight, ignore_index)
+    if red == "none":
+        with np.errstate(invalid="ignore", over="ignore"):
+            lw = -picked if w is None else -(np.take(w, yc) * picked)
+        lw = np.where(valid, lw, 0.0)  # where(), not a product: a NaN or inf at an ignored position stays out
+        out = lw.reshape(shape)
+        return out[()] if out.ndim == 0 else out
+    total, den = _nll_totals(picked, valid, yc, w)
+    if red == "sum":
+        return np.float64(xs.to_float(total))
+    if _is_zero(den):
+        return np.float64(np.nan)
+    return np.float64(xs.ratio(total, den))
+
+
+def _nll_inputs(log_probs, target, weight, ignore_index):
+    """nll_loss's checked inputs: the target classes' log-probabilities (N, S), which positions
+    count, their classes (0 where ignored), the weights, and the shape of the target."""
     ignore = v.check_int(ignore_index, "ignore_index")
     x = v.as_real_array(log_probs, "log_probs", min_ndim=1)
     c = _check_classes(x, "log_probs")
@@ -526,15 +540,15 @@ def nll_loss(
     valid = y != ignore
     yc = np.where(valid, y, 0)
     picked = np.take_along_axis(as_ncs(x), yc[:, None, :], axis=1)[:, 0, :]
-    # loss = -w_y x_y. For 'sum' and 'mean' the products are formed exactly, as
-    # (wm xm + e) 2**(we + xe) with wm, xm in [1/2, 1) (frexp): TwoProd cannot overflow or
-    # underflow there, and the long accumulator adds them without a rounding.
+    return picked, valid, yc, w, t.shape
+
+
+def _nll_totals(picked, valid, yc, w) -> tuple[xs.ExactTotal, xs.ExactTotal]:
+    """The exact sum of the losses -w_y x_y over the valid positions, and of their weights."""
+    # The products are formed exactly, as (wm xm + e) 2**(we + xe) with wm, xm in [1/2, 1)
+    # (frexp): TwoProd cannot overflow or underflow there, and the long accumulator adds
+    # them without a rounding.
     with np.errstate(invalid="ignore", over="ignore"):
-        if red == "none":
-            lw = -picked if w is None else -(np.take(w, yc) * picked)
-            lw = np.where(valid, lw, 0.0)  # where(), not a product: a NaN or inf at an ignored position stays out
-            out = lw.reshape(t.shape)
-            return out[()] if out.ndim == 0 else out
         xm, xe = np.frexp(np.where(valid, -picked, 0.0))
         if w is None:
             wm, we = np.ones(yc.shape), np.zeros(yc.shape, dtype=np.int64)
@@ -547,8 +561,4 @@ def nll_loss(
         pl = np.where(np.isfinite(ph), pl, 0.0)
         ex = we + xe
         total = xs.merge(xs.exact_total(ph, ex), xs.exact_total(pl, ex))
-    if red == "sum":
-        return np.float64(xs.to_float(total))
-    if _is_zero(den):
-        return np.float64(np.nan)
-    return np.float64(xs.ratio(total, den))
+    return total, den

@@ -108,8 +108,9 @@ def _as_array(x: ArrayLike, name: str) -> np.ndarray:
     if module.startswith("dask"):
         raise TypeError(
             f"`{name}` is a dask array, which would be computed whole into memory here; compute it "
-            "yourself (x.compute()) if it fits, or pass the dask arrays to crossentropy_ref.dask's "
-            f"functions, which keep it lazy and chunked; got {type(x).__name__} of shape {getattr(x, 'shape', '?')}"
+            "yourself (x.compute()) if it fits, or, for the losses, call crossentropy_ref.dask.cross_entropy or "
+            "nll_loss, which keep it lazy and chunked (the `dask` extra); got "
+            f"{type(x).__name__} of shape {getattr(x, 'shape', '?')}"
         )
     try:
         a = np.asarray(x)
@@ -194,11 +195,7 @@ def as_index_target(
     equal an `ignore_index` of that size.
     """
     t = target if isinstance(target, np.ndarray) else _as_array(target, name)
-    expected = index_target_shape(logits_shape)
-    if t.shape != expected:
-        raise ValueError(
-            f"`{name}` must have shape {expected} to match `{logits_name}` of shape {logits_shape}; got {t.shape}"
-        )
+    check_index_target_shape(t.shape, logits_shape, name=name, logits_name=logits_name)
     if t.dtype.kind not in _INDEX_KINDS:
         raise TypeError(f"`{name}` must hold integer class indices; got {_describe(t)}")
     n_classes = logits_shape[0] if len(logits_shape) == 1 else logits_shape[1]
@@ -213,6 +210,17 @@ def as_index_target(
     marker = ignore_index if 0 <= ignore_index < n_classes else -1
     y = np.where(ignored, marker, t).astype(np.intp) if ignored.any() else t.astype(np.intp)
     return y, marker
+
+
+def check_index_target_shape(
+    shape: tuple[int, ...], logits_shape: tuple[int, ...], *, name: str = "target", logits_name: str = "logits"
+) -> None:
+    """Class-index targets have the logits' shape without the class axis."""
+    expected = index_target_shape(logits_shape)
+    if tuple(shape) != expected:
+        raise ValueError(
+            f"`{name}` must have shape {expected} to match `{logits_name}` of shape {logits_shape}; got {shape}"
+        )
 
 
 def _equals(t: np.ndarray, value: int) -> np.ndarray:
@@ -260,15 +268,30 @@ def as_target(target: ArrayLike, logits_shape: tuple[int, ...], name: str = "tar
     probabilities, the logits' shape without the class axis means indices.
     """
     t = _as_array(target, name)
-    if t.shape == logits_shape:
-        return t, True
+    return t, target_kind(t.shape, logits_shape, name)
+
+
+def target_kind(shape: tuple[int, ...], logits_shape: tuple[int, ...], name: str = "target") -> bool:
+    """Whether a target of `shape` holds class probabilities (True) or class indices (False)."""
+    shape = tuple(shape)
+    if shape == logits_shape:
+        return True
     expected = index_target_shape(logits_shape)
-    if t.shape == expected:
-        return t, False
+    if shape == expected:
+        return False
     raise ValueError(
         f"`{name}` must have shape {expected} (class indices) or {logits_shape} (class probabilities) "
-        f"to match `logits` of shape {logits_shape}; got {t.shape}"
+        f"to match `logits` of shape {logits_shape}; got {shape}"
     )
+
+
+def check_ignore_unused(ignore_index: int) -> None:
+    """Probability targets have no class index to ignore: `ignore_index` must keep a negative value."""
+    if ignore_index >= 0:
+        raise ValueError(
+            "`ignore_index` must be negative (unused) with class-probability targets, as in torch; "
+            f"got {ignore_index}"
+        )
 
 
 def as_weight(
@@ -379,3 +402,40 @@ def check_unit_interval(a: np.ndarray, name: str) -> None:
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0]) if a.ndim else ()
         raise ValueError(f"`{name}` must hold values in [0, 1]; got {float(a[where])!r} at position {where}")
+
+
+# dask arrays (crossentropy_ref.dask): checked from their metadata, before anything is computed;
+# their values are checked chunk by chunk, by the functions above, when they are computed.
+
+
+def _short(sizes: tuple) -> str:
+    return str(sizes) if len(sizes) <= 4 else f"({', '.join(map(str, sizes[:3]))}, ..., {sizes[-1]})"
+
+
+def check_dask_array(x, name: str, *, what: str, kinds: str) -> None:
+    """A dask array of numpy chunks with known sizes, whose dtype kind is in `kinds` (float
+    kinds also admit ml_dtypes' low-precision floats); `what` names what it must hold."""
+    shape = tuple(x.shape)
+    if any(d != d for d in shape):  # NaN: chunk sizes dask does not know yet
+        raise ValueError(f"`{name}` must have known chunk sizes; got a dask array of shape {shape}: call "
+                         f"{name}.compute_chunk_sizes() first")
+    meta = getattr(x, "_meta", None)
+    if isinstance(meta, np.ma.MaskedArray):
+        raise TypeError(f"`{name}` must not be a masked array: its mask would be ignored and the masked entries "
+                        f"used; got a dask array of shape {shape} with masked chunks")
+    if type(meta) is not np.ndarray:
+        raise TypeError(f"`{name}` must be a dask array of numpy chunks; got chunks of type {type(meta).__name__}")
+    dt = x.dtype
+    if dt.kind not in kinds and not ("f" in kinds and _low_precision_float(dt)):
+        raise TypeError(f"`{name}` must hold {what}; got a dask array of dtype {dt} and shape {shape}")
+
+
+def check_one_chunk(chunks: tuple[tuple[int, ...], ...], shape: tuple[int, ...], axis: int, name: str) -> None:
+    """The class axis must be whole in every chunk: each position's classes meet in one task."""
+    along = tuple(chunks[axis])
+    if len(along) > 1:
+        raise ValueError(
+            f"`{name}` must hold its class axis (axis {axis}, {shape[axis]} classes) in one chunk; got "
+            f"{len(along)} chunks of sizes {_short(along)} along it: rechunk it, e.g. "
+            f"{name}.rechunk({{{axis}: -1}})"
+        )

@@ -428,8 +428,10 @@ class _FakeDaskArray:
 
 def test_dask_arrays_are_refused_with_what_to_call_instead():
     with pytest.raises(TypeError, match=re.escape("`logits` is a dask array, which would be computed whole into "
-                                                  "memory here; compute it yourself (x.compute()) if it fits, or "
-                                                  "pass the dask arrays to crossentropy_ref.dask's functions")):
+                                                  "memory here; compute it yourself (x.compute()) if it fits, or, "
+                                                  "for the losses, call crossentropy_ref.dask.cross_entropy or "
+                                                  "nll_loss, which keep it lazy and chunked (the `dask` extra); "
+                                                  "got _FakeDaskArray of shape (4, 5)")):
         ce.cross_entropy(_FakeDaskArray(), Y4)
 
 

@@ -354,7 +354,8 @@ def loss_deep(pb: Problem, idx: np.ndarray):
             ph, pm, pl = td.mul(bh, bm, bl, th, tm, tl)
             zero = (bh == 0) & (bm == 0)
             inf = ~np.isfinite(r.xh)
-            ph = np.where(zero & inf, 0.0, np.where(inf, bh * np.inf, ph))  # 0 log 0 = 0
+            with np.errstate(invalid="ignore"):  # bh * inf where bh = 0: NaN, replaced by the outer where
+                ph = np.where(zero & inf, 0.0, np.where(inf, bh * np.inf, ph))  # 0 log 0 = 0
             pm, pl = np.where(inf, 0.0, pm), np.where(inf, 0.0, pl)
             babs = np.sum(np.abs(ph), axis=1)
             fin_rows = np.all(np.isfinite(ph), axis=1)
