@@ -166,3 +166,61 @@ class TestTierCounts:
         with using_engine(engine_name):
             c = _counts(ce.cross_entropy_grad, np.zeros((3, 4)), np.full((3, 4), 0.25))
         assert c.get("deepest", 0) == 3, c
+
+
+@pytest.mark.skipif(not engine._jit.AVAILABLE, reason="numba is not installed: there is one engine")
+class TestCompiledDeepTier:
+    """The deep tier's compiled kernels (`_tdjit`) are `_td`'s operations transliterated to
+    scalars, in the same order: the two engines' deep-tier results are the same bits."""
+
+    def _both(self, fn, *args, **kwargs):
+        out = {}
+        for name in ("numpy", "compiled"):
+            with using_engine(name):
+                with engine.tier_counts() as c:
+                    out[name] = np.asarray(fn(*args, **kwargs))
+                assert c.get("deep", 0) > 0, (name, dict(c))  # the inputs reach the deep tier
+        return out["numpy"], out["compiled"]
+
+    @pytest.mark.parametrize("c", [3, 300, 20000])
+    def test_self_distillation_gradient(self, c):
+        rng = np.random.default_rng(c)
+        z = rng.normal(scale=3.0, size=(6, c))
+        t = torch.softmax(torch.from_numpy(z), 1).numpy()
+        a, b = self._both(ce.cross_entropy_grad, z, t)
+        assert np.array_equal(a.view(np.int64), b.view(np.int64))
+
+    def test_weights_and_k_dims(self):
+        # Targets p_c proportional to q_c / w_c: then w_c p_c cancels against a q_c.
+        rng = np.random.default_rng(11)
+        z = rng.normal(scale=2.0, size=(3, 40, 2, 3))
+        w = rng.uniform(0.5, 2.0, 40)
+        t = ce.softmax(z, axis=1) / w[None, :, None, None]
+        t /= t.sum(axis=1, keepdims=True)
+        a, b = self._both(ce.cross_entropy_grad, z, t, w, reduction="none")
+        assert np.array_equal(a.view(np.int64), b.view(np.int64))
+
+    def test_label_smoothing(self):
+        # (1 - eps) p_c + eps / C = q_c: the smoothed target is the prediction.
+        rng = np.random.default_rng(12)
+        z = rng.normal(scale=0.5, size=(5, 40))
+        eps = 0.01
+        t = (ce.softmax(z, axis=1) - eps / 40) / (1 - eps)
+        a, b = self._both(ce.cross_entropy_grad, z, t, label_smoothing=eps)
+        assert np.array_equal(a.view(np.int64), b.view(np.int64))
+
+    def test_confident_rows_and_huge_weights(self):
+        # q_k > 1/2 (the maximum's entry from 1 - q_k) and weights of 1e300 beside gaps of 740.
+        z = np.array([[0.0, -740.0, -741.5], [5.0, 0.0, -2.0], [0.0, -700.0, -745.0]])
+        w = np.array([1e300, 1.0, 1e-300])
+        y = np.array([0, 1, 0])
+        a, b = self._both(ce.cross_entropy_grad, z, y, w, reduction="sum")
+        assert np.array_equal(a.view(np.int64), b.view(np.int64))
+
+    def test_logsumexp_and_loss_of_log_probabilities(self):
+        # Log-probabilities as logits: logsumexp near 0 (the deep tier), and the losses too.
+        rng = np.random.default_rng(13)
+        p = rng.random((20, 50))
+        lp = np.log(p / p.sum(axis=1, keepdims=True))
+        a, b = self._both(ce.logsumexp, lp, axis=1)
+        assert np.array_equal(a.view(np.int64), b.view(np.int64))

@@ -14,8 +14,10 @@ Positions are processed in groups of at most `GROUP` logits (a row of
 more classes is a group of its own), and a group's classes in chunks of
 `CLASS_CHUNK`, so the td temporaries (dozens per logit) have the chunk's
 width: the tier keeps only ``exp(z_j - m)`` (four arrays) for the whole
-group. With the compiled engine, the pairwise td sums run as one kernel
-(`_jit.td_tree`, the same operations as `_td.add`).
+group. With the compiled engine, the per-logit td work runs as compiled
+kernels: the pairwise sums (`_jit.td_tree`), and the exponentials, the
+masses and the gradient entries (`_tdjit`), each `_td`'s operations in
+the same order, so both engines give the same bits here.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from . import _deepest as dec
 from . import _jit
 from . import _td as td
+from . import _tdjit
 from ._blocks import run_blocks
 from ._driver import count
 from ._eft import two_sum
@@ -102,14 +105,22 @@ class _Rows:
         if keep_x:
             self.xh, self.xl = np.empty((n, c)), np.empty((n, c))
         parts = []
+        compiled = _jit.enabled()
         for c0, c1 in _chunks(c):
-            with np.errstate(invalid="ignore"):
-                xh, xl = two_sum(z[:, c0:c1], -self.m[:, None])
-            xl = np.where(np.isfinite(xh), xl, 0.0)
-            if keep_x:
-                self.xh[:, c0:c1], self.xl[:, c0:c1] = xh, xl
-            th, tm, tl, te = td.exp(xh, xl)
-            del xh, xl
+            if keep_x or not compiled:
+                with np.errstate(invalid="ignore"):
+                    xh, xl = two_sum(z[:, c0:c1], -self.m[:, None])
+                xl = np.where(np.isfinite(xh), xl, 0.0)
+                if keep_x:
+                    self.xh[:, c0:c1], self.xl[:, c0:c1] = xh, xl
+            if compiled:  # the same shift and td.exp, compiled (_tdjit: the same bits)
+                th, tm, tl = (np.empty((n, c1 - c0)) for _ in range(3))
+                te = np.empty((n, c1 - c0), dtype=np.int64)
+                exp_c, tables = _tdjit.constants()
+                _tdjit.exp_chunk(z[:, c0:c1], self.m, th, tm, tl, te, exp_c, *tables)
+            else:
+                th, tm, tl, te = td.exp(xh, xl)
+                del xh, xl
             self.eh[:, c0:c1], self.em[:, c0:c1], self.el[:, c0:c1], self.ee[:, c0:c1] = th, tm, tl, te
             # The chunk's terms other than the maximum's, summed at the chunk's largest exponent.
             inside = (self.k >= c0) & (self.k < c1)
@@ -300,6 +311,12 @@ def _mass_cols(pb: Problem, p, y, c: int, cols: np.ndarray):
     smooth = _td_const(Fraction(pb.eps) / c)
     if p is None:
         p = (cols == y[:, None]).astype(np.float64)  # one-hot
+    if _jit.enabled():  # the same td operations, compiled (_tdjit: the same bits)
+        p = np.ascontiguousarray(p, dtype=np.float64)
+        out = tuple(np.empty(p.shape) for _ in range(3))
+        ws = np.zeros((1, 1)) if pb.ws is None else np.ascontiguousarray(pb.ws[cols], dtype=np.float64)
+        _tdjit.mass_chunk(p, *keep, *smooth, bool(pb.eps), ws, pb.ws is not None, *out, td._SPLITTER)
+        return out
     bh, bm, bl = td.mul_float(keep[0], keep[1], keep[2], p)
     if pb.eps:
         bh, bm, bl = td.add(bh, bm, bl, *(np.full(bh.shape, v) for v in smooth))
@@ -436,7 +453,21 @@ def grad_deep(pb: Problem, idx: np.ndarray, g3: np.ndarray, denom: Fraction | No
             mag_k = np.abs(rest_s[0]) + np.abs(u_s[0])
         ok = np.ones(n, dtype=bool)
         n_idx, s_idx = idx[sel, 0][:, None], idx[sel, 1][:, None]
-        for c0, c1 in _chunks(c):
+        if _jit.enabled():
+            if not near.any():
+                at_k = (np.zeros(n), np.zeros(n), np.zeros(n))
+                mag_k, ek = np.zeros(n), np.zeros(n, dtype=np.int64)
+            for c0, c1 in _chunks(c):
+                cols = np.arange(c0, c1)[None, :]
+                bh, bm, bl = mass(cols)
+                k_col = np.where(near & (r.k >= c0) & (r.k < c1), r.k - c0, -1).astype(np.int64)
+                v = np.empty((n, c1 - c0))
+                # the steps below, compiled (_tdjit.grad_chunk: the same bits)
+                _tdjit.grad_chunk(r.eh[:, c0:c1], r.em[:, c0:c1], r.el[:, c0:c1], r.ee[:, c0:c1], bh, bm, bl,
+                                  rh, rm, rl, ah, am, al, k_col, *at_k, mag_k, ek.astype(np.int64),
+                                  fh, fm, fl, np.int64(fe), TD_EPS, U, v, ok, td._SPLITTER)
+                g3[n_idx, cols, s_idx] = v
+        for c0, c1 in _chunks(c) if not _jit.enabled() else ():
             cols = np.arange(c0, c1)[None, :]
             bh, bm, bl = mass(cols)
             eh, em, el, ee = (a[:, c0:c1] for a in (r.eh, r.em, r.el, r.ee))
