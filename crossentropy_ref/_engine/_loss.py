@@ -109,8 +109,14 @@ def index_block(pb: Problem, zb: np.ndarray, yb: np.ndarray, ws):
     ah, al = dd.mul_float(*dd.mul(th, tl, oh, ol), wy)  # (1 - eps) w_y (d_y + L)
     if compiled:  # sum_c w_c d_c, and sum |w_c| d_c
         gh, gl, g_abs = (np.empty(r.m.shape) for _ in range(3))
-        _jit.weighted_gaps(zb, np.ascontiguousarray(r.m), pb.ws if pb.ws is not None else np.ones(1),
-                           pb.ws is not None, gh, gl, g_abs, np.empty(pb.c), np.empty(pb.c))
+        w_arg = pb.ws if pb.ws is not None else np.ones(1)
+        if zb.shape[2] > 1:  # positions along the last axis: the kernel that vectorises across them
+            chunk = max(8, min(zb.shape[2], 2048 // max(pb.c, 1) * 8))
+            _jit.weighted_gaps3d(np.ascontiguousarray(zb), np.ascontiguousarray(r.m), w_arg, pb.ws is not None,
+                                 gh, gl, g_abs, np.empty((pb.c, chunk)), np.empty((pb.c, chunk)))
+        else:
+            _jit.weighted_gaps(zb, np.ascontiguousarray(r.m), w_arg, pb.ws is not None, gh, gl, g_abs,
+                               np.empty(pb.c), np.empty(pb.c))
     else:
         gh, gl, g_abs = _weighted_gaps(pb.ws, xh, xl, ws)
     wt_h, wt_l = pb.w_total  # W = sum_c w_c (scaled), as a pair

@@ -212,6 +212,9 @@ def _finish(m, k, ok, sh, sl, tiny, lhl=None, eps_s=EPS_S) -> Rows:
     return Rows(m, k, ok, sh, sl, s_err, lh, ll, l_err, 0 if tiny is None else tiny)
 
 
+SMALL_C = 32  # up to this many classes, rows of a 2-D block go through rows3d transposed
+
+
 def _rows_compiled(z: np.ndarray) -> Rows:
     """`rows` by the compiled kernels (`_jit`): the same quantities and bounds, one pass."""
     bn, c, bs = z.shape
@@ -220,7 +223,14 @@ def _rows_compiled(z: np.ndarray) -> Rows:
     sh, sl, lh, ll = (np.empty((bn, 1, bs)) for _ in range(4))
     tiny = np.empty((bn, 1, bs), dtype=np.int64)
     consts = _jit.constants()
-    if bs == 1 and z.strides[1] == 8 and (bn == 1 or z.strides[0] == 8 * c):
+    if bs == 1 and c <= SMALL_C:
+        # Few classes: the rows transposed into (1, C, bn), so that rows3d's loops run across
+        # rows and vectorise (rows2d's per-row work dominates below about 30 classes).
+        zt = np.ascontiguousarray(z.reshape(bn, c).T).reshape(1, c, bn)
+        flat = [a.reshape(1, 1, bn) for a in (m, k, sh, sl, tiny, lh, ll)]
+        chunk = max(8, min(bn, 2048 // max(c, 1) * 8))
+        _jit.rows3d(zt, *flat, *consts, SUBNORMAL_X, np.empty((c + 1, chunk)), np.empty((c + 1, chunk)))
+    elif bs == 1 and z.strides[1] == 8 and (bn == 1 or z.strides[0] == 8 * c):
         flat = [a.reshape(bn) for a in (m, k, sh, sl, tiny, lh, ll)]
         _jit.rows2d(z.reshape(bn, c), *flat, *consts, SUBNORMAL_X, np.empty(256), np.empty(256))
     else:
