@@ -664,22 +664,30 @@ if numba is not None:
         return p + ((e + eh * fl) + el * fh)
 
     @_jit
-    def grad_fill(z, m, fh, fl, g, K):
+    def grad_fill3d(z, m, fh, fl, g, K):
         """g[i, c, p] = exp(z - m) F rounded once, F = fh + fl per position: the index gradient's
-        entries (the target's entry is set by the caller). z, g: (bn, C, bs)."""
+        entries (the target's entry is set by the caller). z, g: C-contiguous (bn, C, bs); the
+        positions' loop is innermost over unit-stride rows (it vectorises), and each position's
+        shift is computed once."""
         bn, c, bs = z.shape
+        mm = np.empty(bs)
         for i in range(bn):
+            mrow = m[i, 0]
+            for p in range(bs):
+                mm[p] = _finite_or_zero(mrow[p])
+            a = fh[i, 0]
+            b = fl[i, 0]
             for j in range(c):
+                zrow = z[i, j]
+                out = g[i, j]
                 for p in range(bs):
-                    mm = _finite_or_zero(m[i, 0, p])
-                    v = z[i, j, p]
-                    s, err = _shift(v, mm)
+                    s, err = _shift(zrow[p], mm[p])
                     h, l = _exp2(s, err, K)
-                    g[i, j, p] = _mul_round(h, l, fh[i, 0, p], fl[i, 0, p])
+                    out[p] = _mul_round(h, l, a[p], b[p])
 
     @_jit
     def grad_fill2d(z, m, fh, fl, g, K):
-        """grad_fill for C-contiguous (bn, C) blocks (contiguous inner loop)."""
+        """grad_fill3d for C-contiguous (bn, C) blocks (contiguous inner loop)."""
         bn, c = z.shape
         for i in range(bn):
             mm = _finite_or_zero(m[i])
