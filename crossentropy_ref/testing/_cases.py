@@ -363,8 +363,8 @@ def cases(families: object = None, seed: int = 0) -> Iterator[tuple[str, np.ndar
         ``prob_targets``
             class-probability targets with zeros, also at a -inf logit;
         ``tiles``
-            shapes that straddle tile edges: N of 2**k - 1, 2**k and 2**k + 1
-            for k up to 12, C the same for k up to 12 and for k = 13, 15
+            shapes that straddle tile edges: N of :math:`2^k - 1`, :math:`2^k`
+            and :math:`2^k + 1` for k up to 12, C the same for k up to 12 and for k = 13, 15
             and 17 (vocabulary tiling), both at once, and K-dim positions;
             targets, maxima and ignored positions at the edges of
             power-of-two tiles.

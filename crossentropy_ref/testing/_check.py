@@ -387,7 +387,7 @@ def check(
     battery's largest input (:math:`2^{17} + 1` classes) that worst case
     is about 4 + 18 roundings all erring the same way. In practice they
     partly cancel: careful numpy kernels in float32, float16 and bfloat16
-    (``tests/test_testing.py``) stay below 3.1 on every family, loss and
+    (:repo-file:`tests/test_testing.py`) stay below 3.1 on every family, loss and
     gradient. :math:`c = 16` is five times that, and leaves room for a
     library ``exp`` or ``log`` within one ulp rather than half. A kernel
     that computes in a wider format and rounds once has a ratio of at most

@@ -13,7 +13,8 @@ Examples
 >>> from hypothesis import given, settings
 >>> import crossentropy_ref as ce
 >>> from crossentropy_ref.testing import strategies as ces
->>> @settings(max_examples=20, derandomize=True, database=None, deadline=None)
+>>> @settings(max_examples=20, derandomize=True, database=None,
+...           deadline=None)
 ... @given(ces.cross_entropy_inputs(margin=(10, 100)))
 ... def test_loss_is_non_negative(args):
 ...     logits, target, kwargs = args
