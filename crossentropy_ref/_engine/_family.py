@@ -77,7 +77,7 @@ def mul_round(eh: np.ndarray, el: np.ndarray, fh: np.ndarray, fl: np.ndarray, ou
     return out
 
 
-_FILL_SLICE = 1 << 15  # elements per contiguous copy in _fill (64 KiB)
+_FILL_SLICE = 1 << 15  # elements per contiguous copy in _fill (256 KiB)
 
 
 def _fill(z, m, fh, fl, out) -> None:
