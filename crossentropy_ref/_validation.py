@@ -156,9 +156,24 @@ def _first(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0]) if mask.ndim else ()
 
 
+def _pieces(a: np.ndarray):
+    """`a`'s values as 1-D pieces of at most 2**16 (views where the layout allows): checks of
+    a whole array then cost no temporary the size of the array (a probability target is as
+    large as the logits)."""
+    return np.nditer(a, flags=["external_loop", "buffered", "zerosize_ok"], buffersize=1 << 16, order="K")
+
+
+def _all_in(a: np.ndarray, low: float) -> bool:
+    """Whether every value of `a` is finite and at least `low`, piece by piece (min and max
+    propagate a NaN, which makes the tests false)."""
+    return all(np.isfinite(lo := p.min()) and lo >= low and np.isfinite(p.max()) for p in _pieces(a) if p.size)
+
+
 def check_finite(a: np.ndarray, name: str, what: str) -> None:
     """Refuse NaN and infinities (with the first position where one is)."""
-    bad = ~np.isfinite(a)
+    if _all_in(a, -np.inf):
+        return
+    bad = ~np.isfinite(a)  # only on the way to an error: where is the first one
     if bad.any():
         where = _first(bad)
         raise ValueError(f"`{name}` must hold finite {what}; got {float(a[where])!r} at position {where}")
@@ -190,7 +205,8 @@ def as_index_target(
     Returns ``(y, ignore)``: the indices as numpy's index type ``np.intp`` (int32
     on 32-bit platforms such as wasm32, where take() refuses int64), and the
     value that marks an ignored position in `y`: `ignore_index` itself when it
-    is a class in [0, C), else -1. The comparisons run in the target's own
+    is a class in [0, C) or the target is already ``np.intp`` (then `y` is the
+    target, not a copy), else -1. The comparisons run in the target's own
     dtype, so a uint64 target of 2**63 or more is reported as it is, and can
     equal an `ignore_index` of that size.
     """
@@ -207,8 +223,12 @@ def as_index_target(
             f"`{name}` must hold class indices in [0, {n_classes}) or `ignore_index`={ignore_index}; "
             f"got {int(t[where])} at position {where}"
         )
+    # No copy of an intp target (1/C of the logits' size): the engine only reads it, and
+    # compares with the marker, which is then `ignore_index` itself.
+    if t.dtype == np.intp:
+        return t, ignore_index
     marker = ignore_index if 0 <= ignore_index < n_classes else -1
-    y = np.where(ignored, marker, t).astype(np.intp) if ignored.any() else t.astype(np.intp)
+    y = np.where(ignored, marker, t).astype(np.intp, copy=False) if ignored.any() else t.astype(np.intp)
     return y, marker
 
 
@@ -252,6 +272,8 @@ def as_prob_target(t: np.ndarray, logits_shape: tuple[int, ...], *, name: str = 
     if t.dtype.kind not in _REAL_KINDS and not _low_precision_float(t.dtype):
         raise TypeError(f"`{name}` must hold class probabilities (real numbers); got {_describe(t)}")
     a = as_real_array(t, name)
+    if _all_in(a, 0.0):
+        return a
     check_finite(a, name, "class probabilities")
     neg = a < 0
     if neg.any():

@@ -76,6 +76,10 @@ def index_block(pb: Problem, zb: np.ndarray, yb: np.ndarray, ws):
     """
     smooth = pb.eps != 0.0
     compiled = _jit.enabled()
+    if compiled and smooth and zb.shape[2] > 1:
+        # One C-contiguous copy of a K-dim block for both compiled passes (rows3d and
+        # weighted_gaps3d would otherwise each copy it).
+        zb = np.ascontiguousarray(zb)
     got = rows(zb, ws, keep_terms=smooth and not compiled)
     r, (xh, xl, _, _) = got if smooth and not compiled else (got, (None, None, None, None))
     valid = yb != pb.ignore_index
