@@ -1,0 +1,681 @@
+"""The LM head's loss without its logits: ``linear_cross_entropy`` and its gradient.
+
+The logits ``z = x W^T + b`` are computed one chunk of rows at a time, never
+all at once, and each chunk to double-double accuracy (``z = zh + zl``) by an
+error-free splitting of the operands (Ozaki's scheme, one level):
+
+    x = x1 + x',   W = W1 + W'        (per row of x, per class of W)
+
+where ``x1`` keeps the leading ``beta`` bits of its row (relative to the row's
+largest entry, ``2**ex``) and ``W1`` the leading ``beta`` bits of its class,
+``beta = floor((53 - ceil(log2 K)) / 2)`` for ``K = in_features``. Every
+product ``x1_k W1_ck`` is then an integer times ``2**(ex + ew - 2 beta)`` of
+at most ``2 beta`` bits, and a sum of K of them at most 53 bits: the BLAS
+product ``x1 W1^T`` is exact whatever its order of summation. The rest,
+
+    x W^T - x1 W1^T = x1 W'^T + x' W^T,
+
+is of relative size ``2**-beta`` and is computed by two plain BLAS products,
+whose rigorous error bound ``gamma_K sum_k |a_k| |b_k|`` (Higham, Accuracy and
+Stability, 3.5) is bounded by the row norms (Cauchy-Schwarz): the logits'
+error is at most ``delta_c = 2**ex (gamma_K (|x1| |W'_c| + |x'| |W_c|) + u |B_c|)``
+plus the last roundings, about ``2**-(beta + 53 - log2 K)`` of ``|x| |W_c|``.
+
+The loss of the logits ``zh`` is computed by the package's engine as a pair
+with an error bound (`_engine._loss`), and the low parts enter by a
+first-order correction: with ``g = dloss/dz`` at ``zh`` (the engine's
+gradient, within 4 ulp),
+
+    loss(zh + zl) = loss(zh) + sum_c g_c zl_c + R2,
+    |R2| <= 2 (sum_{c != k} |a| p_c) max_c |zl_c|**2 (1 + 2**-30)
+
+for any class k (the Taylor remainder of ``a logsumexp`` is ``a/2`` times a
+variance of the step under a softmax, at most ``(1 - p_k) (2 max|zl|)**2``),
+and ``|a| p_c <= |g_c| + |b_c|``. A position's value is accepted when the sum
+of these bounds proves it within 4 ulp; a position that fails is recomputed
+by the engine's deep tier (triple-double), and one that still fails, in
+``decimal`` from the exact products (`_decimal_loss`).
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _validation as v
+from ._engine import _deepest as dec
+from ._engine import _exactsum as xs
+from ._engine import loss_deep
+from ._engine._deep import TD_EPS
+from ._engine._eft import fast_two_sum, two_sum
+from ._engine._loss import first_tier_done
+from ._engine._reduce import _block_values, _proven
+from ._engine._rows import U
+from ._losses import _check_inputs, cross_entropy_grad
+
+# The extra memory's budget: the chunks of logits (two float64 arrays of CHUNK_SHARE of the
+# (N, C) logits, with a floor of MIN_ROWS rows) and the split classes of W (CLASS_BYTES).
+CHUNK_SHARE = 1 / 64
+MIN_ROWS = 8
+CLASS_BYTES = 1 << 23
+# Rows handed to the engine at a time: its temporaries are a few arrays of this many logits.
+ENGINE_ELEMENTS = 1 << 18
+_TINY = 2.0**-1074
+
+
+def _gamma(k: int) -> float:
+    """gamma_k = k u / (1 - k u), rounded up (Higham's bound for a sum of k products)."""
+    return k * U / (1 - k * U) * (1 + 2.0**-40)
+
+
+def _check_options(options) -> None:
+    if options is not None and type(options).__name__ != "LinearCrossEntropyOptions":
+        raise TypeError(
+            "`options` must be None or a torch.nn.LinearCrossEntropyOptions (it only chooses how torch "
+            f"chunks the work, which changes nothing here); got {type(options).__name__} {options!r}"
+        )
+
+
+class _Linear:
+    """Checked inputs of linear_cross_entropy, as 2-D arrays: x (N, K), W (C D, K), b (C D,)."""
+
+    def __init__(self, input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
+                 label_smoothing, options):
+        self.reduction = v.check_reduction(reduction)
+        self.eps = v.check_label_smoothing(label_smoothing)
+        if ignore_index is not None:
+            ignore_index = v.check_int(ignore_index, "ignore_index")
+        _check_options(options)
+        x = v.as_real_array(input, "input")
+        if x.ndim not in (1, 2):
+            raise ValueError(f"`input` must have shape (in_features,) or (N, in_features); got {x.shape}")
+        w = v.as_real_array(linear_weight, "linear_weight")
+        if w.ndim < 2:
+            raise ValueError(
+                f"`linear_weight` must have shape (C, in_features) or (C, d1, ..., dk, in_features); got {w.shape}"
+            )
+        k = x.shape[-1]
+        if w.shape[-1] != k:
+            raise ValueError(
+                f"`linear_weight` must have in_features = {k} as its last axis to match `input` of shape "
+                f"{x.shape}; got {w.shape}"
+            )
+        c = w.shape[0]
+        if c == 0:
+            raise ValueError(f"`linear_weight` must have at least one class along axis 0; got shape {w.shape}")
+        out = w.shape[1:-1]
+        if out and x.ndim == 1:
+            raise ValueError(
+                f"`input` must be batched, (N, {k}), for the K-dimensional loss of `linear_weight` of shape "
+                f"{w.shape}; got {x.shape}"
+            )
+        v.check_finite(x, "input", "values")
+        v.check_finite(w, "linear_weight", "values")
+        b = None
+        if linear_bias is not None:
+            b = v.as_real_array(linear_bias, "linear_bias")
+            if b.shape != (c, *out):
+                raise ValueError(
+                    f"`linear_bias` must have shape {(c, *out)} to match `linear_weight` of shape {w.shape}; "
+                    f"got {b.shape}"
+                )
+            v.check_finite(b, "linear_bias", "values")
+        self.batched = x.ndim == 2
+        self.in_shape, self.w_shape, self.b_shape = x.shape, w.shape, None if b is None else b.shape
+        self.logits_shape = (*x.shape[:-1], c, *out)
+        self.c, self.d, self.k = c, math.prod(out), k
+        self.x = x.reshape(-1, k)  # (N, K), N = 1 for unbatched input
+        self.n = self.x.shape[0]
+        self.w2 = w.reshape(c * self.d, k)
+        self.b2 = None if b is None else b.reshape(c * self.d)
+        self.weight = v.as_weight(weight, c)
+        t = v._as_array(target, "target")
+        expected = v.index_target_shape(self.logits_shape)
+        if tuple(t.shape) == self.logits_shape:
+            self.probabilities = True
+            if ignore_index is not None:
+                raise ValueError(
+                    "`ignore_index` must be None with class-probability targets, as in torch; "
+                    f"got {ignore_index}"
+                )
+            self.ignore_index = -100
+            p = v.as_prob_target(t, self.logits_shape)
+            self.t = p.reshape(self.n, c, self.d)
+        elif tuple(t.shape) == expected:
+            self.probabilities = False
+            self.ignore_index = -100 if ignore_index is None else ignore_index
+            v.as_index_target(t, self.logits_shape, self.ignore_index)
+            self.t = t.reshape(self.n, self.d)
+            self.valid = ~v._equals(self.t, self.ignore_index)
+        else:
+            raise ValueError(
+                f"`target` must have shape {expected} (class indices) or {self.logits_shape} (class "
+                f"probabilities) to match the logits `input` @ `linear_weight`.T, of shape "
+                f"{self.logits_shape}; got {tuple(t.shape)}"
+            )
+
+    def logits_block(self, rows: slice):
+        """The block's logits as ``zh + zl`` (each (R, C, D)) and ``delta`` (R, C D), the bound
+        on |z - (zh + zl)| of each entry; see the module docstring."""
+        xb = self.x[rows]
+        r = xb.shape[0]
+        beta = (53 - max(0, math.ceil(math.log2(max(self.k, 1))))) // 2
+        ex = _row_exponents(xb)
+        xs_ = np.ldexp(xb, -ex[:, None])  # |xs| < 1; exact but for entries 2**1022 below their row's largest
+        x1, xp = _split(xs_, np.full((r, 1), 1.5 * 2.0 ** (52 - beta)))
+        nx1, nxp = np.linalg.norm(x1, axis=1), np.linalg.norm(xp, axis=1)
+        m = self.c * self.d
+        zh, zl, delta = np.empty((r, m)), np.empty((r, m)), np.empty((r, m))
+        step = max(1, CLASS_BYTES // (24 * max(self.k, 1)))
+        g = _gamma(self.k)
+        for c0 in range(0, m, step):
+            cs = slice(c0, min(m, c0 + step))
+            wc = self.w2[cs]
+            ew = _row_exponents(wc)
+            wsc = np.ldexp(wc, -ew[:, None])
+            w1, wp = _split(wsc, np.full((wsc.shape[0], 1), 1.5 * 2.0 ** (52 - beta)))
+            a = x1 @ w1.T  # exact: see the module docstring
+            bb = x1 @ wp.T
+            bb += xp @ wsc.T
+            h, lo = two_sum(a, bb)
+            err = _gamma(1) * np.abs(bb) + g * (np.outer(nx1, np.linalg.norm(wp, axis=1))
+                                                + np.outer(nxp, np.linalg.norm(wsc, axis=1)))
+            sc = ex[:, None] + ew[None, :]
+            with np.errstate(over="ignore"):
+                h, lo, err = np.ldexp(h, sc), np.ldexp(lo, sc), np.ldexp(err, sc)
+            if self.b2 is not None:
+                h, t = two_sum(h, self.b2[cs][None, :])
+                lo = lo + t
+                err += U * np.abs(lo)
+            with np.errstate(invalid="ignore"):
+                h, lo = fast_two_sum(h, lo)
+            # The scaling back may round a subnormal low part (2**-1074 of each of two terms).
+            zh[:, cs], zl[:, cs], delta[:, cs] = h, lo, err * (1 + 2.0**-40) + 4 * _TINY
+        shape = (r, self.c, self.d)
+        return zh.reshape(shape), zl.reshape(shape), delta.reshape(shape)
+
+    def target_block(self, rows: slice):
+        return self.t[rows]
+
+    def row_chunks(self):
+        per_row = max(self.c * self.d, 1)
+        rows = max(MIN_ROWS, math.ceil(self.n * CHUNK_SHARE))
+        rows = min(rows, max(1, (1 << 26) // per_row)) if self.n * per_row > (1 << 26) else rows
+        for r0 in range(0, self.n, rows):
+            yield slice(r0, min(self.n, r0 + rows))
+
+    def engine_chunks(self, r: int):
+        step = max(1, ENGINE_ELEMENTS // max(self.c * self.d, 1))
+        for s0 in range(0, r, step):
+            yield slice(s0, min(r, s0 + step))
+
+
+def _row_exponents(a: np.ndarray) -> np.ndarray:
+    """e per row with max|a_row| < 2**e (0 for a zero row)."""
+    top = np.max(np.abs(a), axis=1) if a.shape[1] else np.zeros(a.shape[0])
+    return np.frexp(top)[1].astype(np.int64)
+
+
+def _split(a: np.ndarray, sigma: np.ndarray):
+    """``(a1, a')`` with ``a = a1 + a'`` exactly, a1 on the grid ulp(sigma) (|a| < 1 <= sigma)."""
+    a1 = (a + sigma) - sigma
+    return a1, a - a1
+
+
+def _mass_off_max(lin: _Linear, zh, tb):
+    """sum_{c != k} |b_c| per position (R, D), k the position's largest logit."""
+    c = lin.c
+    w = np.ones(c) if lin.weight is None else np.abs(lin.weight)
+    kk = np.argmax(zh, axis=1)  # (R, D)
+    if lin.probabilities:
+        bm = w[None, :, None] * ((1 - lin.eps) * tb + lin.eps / c)
+        tot = bm.sum(axis=1)
+        at_k = np.take_along_axis(bm, kk[:, None, :], axis=1)[:, 0, :]
+        return np.maximum(tot - at_k, 0.0) * (1 + 2.0**-40) + bm.max(axis=1) * c * U * 4, kk
+    valid = ~v._equals(tb, lin.ignore_index)
+    yc = np.where(valid, tb, 0).astype(np.intp)
+    wy = w[yc]
+    smooth = lin.eps / c * (w.sum() - w[kk])
+    main = np.where(yc != kk, (1 - lin.eps) * wy, 0.0)
+    return np.where(valid, (main + np.maximum(smooth, 0.0)) * (1 + 2.0**-40) + lin.eps / c * w.max() * c * U * 4,
+                    0.0), kk
+
+
+def _position_values(lin: _Linear):
+    """Every position's loss as ``(hi + lo) 2**ex`` within ``bound 2**ex``, each (N, D)."""
+    n, d = lin.n, lin.d
+    hi_all, lo_all, bd_all = np.zeros((n, d)), np.zeros((n, d)), np.zeros((n, d))
+    ex_all = np.zeros((n, d), dtype=np.int64)
+    for rows in lin.row_chunks():
+        zh, zl, delta = lin.logits_block(rows)
+        tb_all = lin.target_block(rows)
+        for sub in lin.engine_chunks(zh.shape[0]):
+            rs = slice(rows.start + sub.start, rows.start + sub.stop)
+            zs, tb = zh[sub], tb_all[sub]
+            pb = _check_inputs(zs, tb, lin.weight, lin.ignore_index, "none", lin.eps)
+            hi, lo, ex, bound, _ = _block_values(pb, slice(None), slice(None))
+            ex = np.broadcast_to(np.asarray(ex, dtype=np.int64), hi.shape)[:, 0, :]
+            hi, lo, bound = hi[:, 0, :], lo[:, 0, :], bound[:, 0, :]
+            g = cross_entropy_grad(zs, tb, lin.weight, ignore_index=lin.ignore_index, reduction="none",
+                                   label_smoothing=lin.eps)
+            corr, cbound = _correction(lin, zs, zl[sub], delta[sub], g, tb)
+            with np.errstate(over="ignore", invalid="ignore"):
+                cs, cb = np.ldexp(corr, -ex), np.ldexp(cbound, -ex)
+                h2, l2 = two_sum(hi, cs)
+                l2 = l2 + lo
+                h2, l2 = fast_two_sum(h2, l2)
+                fin = np.isfinite(hi) & np.isfinite(cs) & np.isfinite(h2)
+                h2 = np.where(fin, h2, hi)
+                l2 = np.where(fin, l2, lo)
+                b2 = np.where(fin, bound + cb + 2.0**-104 * (np.abs(hi) + np.abs(cs)), bound)
+            ok = first_tier_done(h2, l2, b2)
+            hi_all[rs], lo_all[rs], bd_all[rs], ex_all[rs] = h2, l2, b2, ex
+            if not ok.all():
+                _escalate(lin, pb, rs, np.argwhere(~ok), corr, cbound, hi_all, lo_all, bd_all, ex_all)
+    return hi_all, lo_all, ex_all, bd_all
+
+
+def _correction(lin: _Linear, zh, zl, delta, g, tb):
+    """sum_c g_c zl_c per position (R, D), and the bound on everything the first order leaves
+    out: the logits' own error, the correction's roundings and the second-order term."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ag = np.abs(g)
+        corr = np.einsum("rcd,rcd->rd", g, zl)
+        # The sum's roundings (gamma_C), and g's own error (4 ulp, or 4 subnormal ulps).
+        azl = np.abs(zl)
+        cb = (_gamma(lin.c) + 2.0**-50) * np.einsum("rcd,rcd->rd", ag, azl) + 4 * _TINY * azl.sum(axis=1)
+        cb += np.einsum("rcd,rcd->rd", ag, delta)  # the logits' error
+        off, kk = _mass_off_max(lin, zh, tb)
+        np.put_along_axis(ag, kk[:, None, :], 0.0, axis=1)
+        mz = (azl + delta).max(axis=1)
+        cb += 2 * (ag.sum(axis=1) * (1 + _gamma(lin.c)) + off) * mz * mz * (1 + 2.0**-30)
+        cb *= 1 + 2.0**-40
+        fin = np.isfinite(zh).all(axis=1)
+    return np.where(fin, corr, 0.0), np.where(fin, cb, 0.0)
+
+
+def _escalate(lin, pb, rs, idx, corr, cbound, hi_all, lo_all, bd_all, ex_all):
+    """Positions the first tier could not prove: the deep tier for loss(zh), then decimal."""
+    parts, ex, _ = loss_deep(pb, idx)
+    a, s = idx[:, 0], idx[:, 1]
+    val = parts[0] + (parts[1] + parts[2])
+    with np.errstate(over="ignore", invalid="ignore"):
+        cs = np.ldexp(corr[a, s], -ex)
+        h2, l2 = two_sum(parts[0], cs)
+        l2 = l2 + (parts[1] + parts[2])
+        h2, l2 = fast_two_sum(h2, l2)
+        b2 = TD_EPS * np.abs(val) + np.ldexp(cbound[a, s], -ex) + 2.0**-104 * (np.abs(parts[0]) + np.abs(cs))
+        fin = np.isfinite(h2)
+    h2, l2 = np.where(fin, h2, val), np.where(fin, l2, 0.0)
+    b2 = np.where(fin, b2, 0.0)
+    ok = first_tier_done(h2, l2, b2)
+    ga = a + rs.start
+    hi_all[ga, s], lo_all[ga, s], bd_all[ga, s], ex_all[ga, s] = h2, l2, b2, ex
+    for j in np.flatnonzero(~ok):
+        _decimal_into(lin, int(ga[j]), int(s[j]), hi_all, lo_all, bd_all, ex_all)
+
+
+def _decimal_into(lin, i, s, hi_all, lo_all, bd_all, ex_all):
+    h, lo = _decimal_parts(_decimal_loss(lin, i, s))
+    hi_all[i, s], lo_all[i, s], bd_all[i, s], ex_all[i, s] = h, lo, 0.0, 0
+
+
+def _decimal_parts(val: decimal.Decimal):
+    with decimal.localcontext(decimal.Context(prec=max(60, len(val.as_tuple().digits) + 5))):
+        h = float(val)
+        lo = float(val - decimal.Decimal(h)) if math.isfinite(h) else 0.0
+    return h, lo
+
+
+def _decimal_loss(lin: _Linear, i: int, s: int) -> decimal.Decimal:
+    """Position (i, s)'s loss from the exact products, in decimal (Ziv's strategy, `_deepest`)."""
+    D = decimal.Decimal
+    c, d = lin.c, lin.d
+    rows = np.arange(c) * d + s
+    xi = [D(float(t)) for t in lin.x[i]]
+    wr = lin.w2[rows]
+    if lin.probabilities:
+        p, y = lin.t[i, :, s], None
+    else:
+        p, y = None, int(lin.t[i, s])
+        if not lin.valid[i, s]:
+            return D(0)
+
+    def compute(digits):
+        zs, zerr = [], D(0)
+        for j in range(c):
+            terms = [a * D(float(t)) for a, t in zip(xi, wr[j])]
+            if lin.b2 is not None:
+                terms.append(D(float(lin.b2[rows[j]])))
+            zs.append(sum(terms, D(0)))
+            zerr = max(zerr, sum((abs(t) for t in terms), D(0)))
+        rel = D(lin.k + 2) * D(10) ** (1 - digits)
+        m = max(zs)
+        e = [(zj - m).exp() for zj in zs]
+        L = (sum(e, D(0))).ln()
+        b = dec.mass(c, p, y, lin.weight, lin.eps)
+        terms = [bc * ((m - zj) + L) for bc, zj in zip(b, zs) if bc != 0]
+        babs = sum((abs(bc) for bc in b), D(0))
+        bound = sum((abs(t) for t in terms), D(0)) * dec._rel(c, digits) + 3 * babs * zerr * rel
+        return [sum(terms, D(0))], [bound]
+
+    return dec._ziv(compute, exact=True)[0]
+
+
+def _denominator(lin: _Linear) -> xs.ExactTotal:
+    if lin.probabilities:
+        return xs.exact_total(np.array([float(lin.n * lin.d)]))
+    if lin.weight is None:
+        return xs.exact_total(np.array([float(np.count_nonzero(lin.valid))]))
+    yc = np.where(lin.valid, lin.t, 0).astype(np.intp)
+    wm, we = np.frexp(lin.weight)
+    return xs.exact_total(np.where(lin.valid, wm[yc], 0.0), we[yc].astype(np.int64))
+
+
+def _reduce(lin: _Linear, hi, lo, ex, bound):
+    if lin.reduction == "none":
+        with np.errstate(over="ignore"):
+            out = np.ldexp(hi + lo, ex)
+        out = out.reshape(v.index_target_shape(lin.logits_shape))
+        return out[()] if out.ndim == 0 else out
+    total = xs.exact_total(np.concatenate([hi, lo], axis=1), np.concatenate([ex, ex], axis=1))
+    if not _proven(total, xs.exact_total(bound, ex)):
+        # The positions' losses cancel (mixed-sign class weights): every position exactly.
+        for i in range(lin.n):
+            for s in range(lin.d):
+                _decimal_into(lin, i, s, hi, lo, bound, ex)
+        total = xs.exact_total(np.concatenate([hi, lo], axis=1), np.concatenate([ex, ex], axis=1))
+    if lin.reduction == "sum":
+        return np.float64(xs.to_float(total))
+    den = _denominator(lin)
+    if den.mant == 0 and not (den.nan or den.pos_inf or den.neg_inf):
+        return np.float64(np.nan)
+    return np.float64(xs.ratio(total, den))
+
+
+def linear_cross_entropy(
+    input: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    options: object = None,
+) -> NDArray[np.float64]:
+    r"""Cross-entropy of a linear layer's output, aka the fused LM-head loss.
+
+    Mirrors ``torch.nn.functional.linear_cross_entropy`` in float64: the
+    loss of :func:`cross_entropy` on the logits
+
+    .. math::
+
+        z_{n, c} = \sum_{k=1}^{K} x_{n, k} W_{c, k} + b_c,
+        \qquad \ell_n = -\sum_{c=1}^{C} w_c\, \tilde p_{n, c}
+        \log \operatorname{softmax}(z_n)_c,
+
+    computed from the exact products, without ever holding the (N, C)
+    logits.
+
+    Parameters
+    ----------
+    input : array_like of shape (in_features,) or (N, in_features)
+        The hidden states :math:`x` (any real dtype, a nested list or a
+        torch tensor, as for :func:`cross_entropy`).
+    linear_weight : array_like of shape (C, in_features) or (C, d1, ..., dk, in_features)
+        The weight :math:`W` of the linear layer (``torch.nn.Linear``'s
+        ``weight``). With ``d1, ..., dk`` the loss is K-dimensional: the
+        logits have shape (N, C, d1, ..., dk), and `input` must be batched.
+    target : array_like of shape (), (N,) or (N, d1, ..., dk), or the shape of the logits
+        Class indices (integer dtype) in ``[0, C)`` or equal to
+        `ignore_index`; or, when it has the logits' shape, class
+        probabilities.
+    linear_bias : array_like of shape (C,) or (C, d1, ..., dk), default=None
+        The bias :math:`b` of the linear layer.
+    weight : array_like of shape (C,), default=None
+        A weight per class.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+        As for :func:`cross_entropy`.
+    ignore_index : int or None, default=None
+        None means -100 for index targets (as in torch). It must be None
+        with probability targets.
+    label_smoothing : float in [0, 1], default=0.0
+        As for :func:`cross_entropy`.
+    options : torch.nn.LinearCrossEntropyOptions or None, default=None
+        Accepted for parity with torch and not used: in torch it only
+        selects how the work is chunked and in which precision it
+        accumulates; here the work is always chunked and exact.
+
+    Returns
+    -------
+    float64 or ndarray of float64
+        As for :func:`cross_entropy` on the logits.
+
+    Raises
+    ------
+    TypeError
+        Non-real arrays; index targets that are not integers; an `options`
+        that is not a ``LinearCrossEntropyOptions``; the option checks of
+        :func:`cross_entropy`.
+    ValueError
+        `input` not 1-D or 2-D; `linear_weight` with fewer than 2 axes, no
+        class, or a last axis other than in_features; a K-dimensional
+        `linear_weight` with unbatched `input`; a `linear_bias` of the wrong
+        shape; NaN or infinite values in `input`, `linear_weight` or
+        `linear_bias`; a `target` of neither shape; an `ignore_index`
+        given with probability targets; as for :func:`cross_entropy`.
+
+    See Also
+    --------
+    linear_cross_entropy_grad : Its gradients with respect to `input`, `linear_weight` and `linear_bias`.
+    cross_entropy : The same loss from the logits.
+
+    Notes
+    -----
+    Logarithms are natural; :math:`0 \log 0 = 0`, as in
+    :func:`cross_entropy`.
+
+    *Accuracy*. Each position's loss, and ``'sum'`` and ``'mean'``, are
+    within 4 ulp of the exact loss of the exact logits :math:`x W^T + b`
+    (where that is a normal float64). A float64 matmul is not enough for
+    that: its logits carry an error up to :math:`\gamma_K \sum_k |x_k|
+    |W_{ck}|`, and the loss moves by up to :math:`\sum_c |p_c - \tilde p_c|`
+    times the logits' error, which for K = 1024 and unit-sized rows is
+    hundreds of ulp of a confident prediction's loss. Here the logits are
+    computed to about 106 bits by an error-free splitting of the operands
+    (Ozaki et al. [1]_): each row of `input` and each class of
+    `linear_weight` is split into its leading
+    :math:`\beta = \lfloor (53 - \lceil \log_2 K \rceil) / 2 \rfloor`
+    bits and the rest, so that the product of the leading parts is exact
+    in any BLAS, and the two remaining products, :math:`2^{-\beta}` smaller,
+    need only the plain float64 matmul's accuracy: three matmuls in all.
+    The low parts enter the loss by a first-order correction
+    :math:`\sum_c g_c z^{lo}_c`, with :math:`g` the gradient of the loss in
+    the logits; the second-order term is bounded by
+    :math:`2 \sum_{c \ne k} |a| p_c \max_c |z^{lo}_c|^2`. A position whose
+    bound does not prove 4 ulp is recomputed in triple-double, then in
+    ``decimal`` from the exact products.
+
+    *Memory*. The logits are computed one chunk of rows at a time (about
+    1/64 of the rows, at least 8), in two float64 arrays (the leading and
+    the low parts); the classes of `linear_weight` are split a few
+    megabytes at a time. The extra memory is a few percent of the (N, C)
+    float64 logits for LM-head shapes (N in the thousands), plus arrays of
+    one value per position.
+
+    *Differences from PyTorch*:
+
+    - `options` is accepted and has no effect (see above);
+    - NaN or infinite values in `input`, `linear_weight` or `linear_bias`
+      are a ``ValueError`` naming the first; torch returns NaN;
+    - as for :func:`cross_entropy`: integer targets of any width, integer
+      probability targets, and integer inputs are accepted; negative
+      `label_smoothing` and a class axis of length 0 are a ``ValueError``;
+      probability targets are checked (finite, non-negative); the result
+      is float64 and more accurate;
+    - torch raises ``RuntimeError`` for shape errors; here they are
+      ``ValueError``.
+
+    References
+    ----------
+    .. [1] K. Ozaki, T. Ogita, S. Oishi and S. M. Rump, "Error-free
+       transformations of matrix multiplication by using fast routines of
+       matrix multiplication and its applications", Numer. Algorithms 59
+       (2012), doi:10.1007/s11075-011-9478-1.
+    .. [2] N. J. Higham, *Accuracy and Stability of Numerical Algorithms*,
+       2nd ed., SIAM 2002, section 3.5 (the error of a dot product).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossentropy_ref import cross_entropy, linear_cross_entropy
+    >>> x = np.array([[1.0, 2.0], [0.5, -1.0]])
+    >>> W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> print(float(linear_cross_entropy(x, W, [2, 0])))
+    0.4359873742761626
+    >>> print(float(cross_entropy(x @ W.T, [2, 0])))
+    0.4359873742761626
+
+    Products that cancel: summed left to right in float64, as a loop (or
+    a BLAS kernel) does, ``1e16 + 1`` rounds to ``1e16`` and the logit 1
+    becomes 0; the reference keeps it.
+
+    >>> x = np.array([[1e16, 1.0, -1e16]])
+    >>> W = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    >>> z = [[float(sum(a * b for a, b in zip(x[0], w))) for w in W]]
+    >>> print(z, float(cross_entropy(z, [0])))
+    [[0.0, 0.0]] 0.6931471805599453
+    >>> print(float(linear_cross_entropy(x, W, [0])))
+    0.3132616875182228
+    >>> print(float(cross_entropy([[1.0, 0.0]], [0])))
+    0.3132616875182228
+    """
+    lin = _Linear(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing,
+                  options)
+    if lin.reduction == "mean":
+        den = _denominator(lin)
+        if den.mant == 0 and not (den.nan or den.pos_inf or den.neg_inf):
+            return np.float64(np.nan)
+    return _reduce(lin, *_position_values(lin))
+
+
+def linear_cross_entropy_grad(
+    input: ArrayLike,
+    linear_weight: ArrayLike,
+    target: ArrayLike,
+    *,
+    linear_bias: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    options: object = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]:
+    r"""Gradients of :func:`linear_cross_entropy` with respect to `input`, `linear_weight` and `linear_bias`.
+
+    With :math:`G = \partial \ell / \partial z` (see
+    :func:`cross_entropy_grad`; the gradient of the sum of the losses for
+    ``'none'``, divided by the ``'mean'`` denominator for ``'mean'``),
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = G W, \qquad
+        \frac{\partial \ell}{\partial W} = G^T x, \qquad
+        \frac{\partial \ell}{\partial b} = \sum_n G_n.
+
+    Parameters
+    ----------
+    input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing, options
+        As for :func:`linear_cross_entropy`.
+
+    Returns
+    -------
+    grad_input : ndarray of float64, the shape of `input`
+    grad_linear_weight : ndarray of float64, the shape of `linear_weight`
+    grad_linear_bias : ndarray of float64, the shape of `linear_bias`, or None
+        None when `linear_bias` is None.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`linear_cross_entropy`.
+
+    See Also
+    --------
+    linear_cross_entropy, cross_entropy_grad
+
+    Notes
+    -----
+    *Accuracy*. :math:`G` is computed, one chunk of rows at a time, by
+    :func:`cross_entropy_grad` at the leading parts :math:`z^{hi}` of the
+    double-double logits (each entry within 4 ulp of the gradient there),
+    and the three products by float64 BLAS. The standard this function is
+    tested to: with :math:`b` the target mass (:math:`w_c \tilde p_c`),
+    :math:`M_n = \max_c |z_{n,c}|` and :math:`m` the length of the sum,
+    every entry is within
+
+    .. math::
+
+        \varepsilon_n \sum |G| |W|, \quad
+        \text{with } |G_{nc}| \text{ replaced by } |G_{nc}| + 2 M_n u\, |b_{nc}|,
+        \quad \varepsilon_n = (m + 3 + 4 M_n) u
+
+    of the exact gradient (the sums running over the terms of each entry:
+    classes for `input`, rows for `linear_weight` and `linear_bias`). The
+    first part is the matmul's rounding, the second what the logits'
+    rounding to :math:`z^{hi}` (at most :math:`u M_n`) does to
+    :math:`G = a\,\mathrm{softmax}(z) - b`. Unlike the loss, an entry can
+    therefore lose relative accuracy where its terms cancel.
+
+    *Differences from PyTorch*: torch has no such function; it is what
+    ``torch.autograd`` returns for ``F.linear_cross_entropy`` (``.sum()`` of
+    it for ``reduction='none'``), here in closed form. The departures of
+    :func:`linear_cross_entropy` apply.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossentropy_ref import linear_cross_entropy_grad
+    >>> np.set_printoptions(precision=6)
+    >>> x = np.array([[1.0, 2.0]])
+    >>> W = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> gx, gw, gb = linear_cross_entropy_grad(x, W, [1], linear_bias=np.zeros(2))
+    >>> print(gx)
+    [[ 0.268941 -0.268941]]
+    >>> print(gb)
+    [ 0.268941 -0.268941]
+    >>> np.set_printoptions(precision=8)
+    """
+    lin = _Linear(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing,
+                  options)
+    inv = 1.0
+    if lin.reduction == "mean":
+        den = _denominator(lin)
+        inv = 1.0 / xs.to_float(den) if den.mant != 0 else np.nan
+    gx = np.empty(lin.x.shape)
+    gw = np.zeros(lin.w2.shape)
+    gb = np.zeros(lin.w2.shape[0])
+    for rows in lin.row_chunks():
+        zh, _, _ = lin.logits_block(rows)
+        tb_all = lin.target_block(rows)
+        for sub in lin.engine_chunks(zh.shape[0]):
+            rs = slice(rows.start + sub.start, rows.start + sub.stop)
+            g = cross_entropy_grad(zh[sub], tb_all[sub], lin.weight, ignore_index=lin.ignore_index,
+                                   reduction="none", label_smoothing=lin.eps)
+            if lin.reduction == "mean":
+                with np.errstate(invalid="ignore"):
+                    g = g * inv
+                if not lin.probabilities:  # ignored positions stay exactly 0 (a NaN 1 / D included)
+                    g = np.where(lin.valid[rs][:, None, :], g, 0.0)
+            g2 = g.reshape(g.shape[0], -1)
+            gx[rs] = g2 @ lin.w2
+            gw += g2.T @ lin.x[rs]
+            gb += g2.sum(axis=0)
+    gx = gx.reshape(lin.in_shape)
+    gw = gw.reshape(lin.w_shape)
+    return gx, gw, (None if lin.b_shape is None else gb.reshape(lin.b_shape))
