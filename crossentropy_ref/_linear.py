@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import sys
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -57,9 +58,10 @@ from ._engine._rows import U
 from ._losses import _check_inputs, cross_entropy_grad
 
 # The extra memory's budget: the chunks of logits (two float64 arrays of CHUNK_SHARE of the
-# (N, C) logits, with a floor of MIN_ROWS rows) and the split classes of W (CLASS_BYTES).
-CHUNK_SHARE = 1 / 64
-MIN_ROWS = 8
+# (N, C) logits, with a floor of MIN_ROWS rows: fewer rows would make the matmuls slow) and
+# the split classes of W (about CLASS_BYTES).
+CHUNK_SHARE = 1 / 40
+MIN_ROWS = 128
 CLASS_BYTES = 1 << 23
 # Rows handed to the engine at a time: its temporaries are a few arrays of this many logits.
 ENGINE_ELEMENTS = 1 << 18
@@ -112,8 +114,8 @@ class _Linear:
                 f"`input` must be batched, (N, {k}), for the K-dimensional loss of `linear_weight` of shape "
                 f"{w.shape}; got {x.shape}"
             )
-        v.check_finite(x, "input", "values")
-        v.check_finite(w, "linear_weight", "values")
+        _check_finite_chunked(x, "input")
+        _check_finite_chunked(w, "linear_weight")
         b = None
         if linear_bias is not None:
             b = v.as_real_array(linear_bias, "linear_bias")
@@ -157,53 +159,98 @@ class _Linear:
                 f"{self.logits_shape}; got {tuple(t.shape)}"
             )
 
+    def beta(self) -> int:
+        """Bits of the leading parts: K products of two of them add up exactly (<= 53 bits)."""
+        return (53 - max(0, math.ceil(math.log2(max(self.k, 1))))) // 2
+
+    def class_steps(self):
+        step = max(1, CLASS_BYTES // (8 * max(self.k, 1)))
+        m = self.c * self.d
+        return [slice(c0, min(m, c0 + step)) for c0 in range(0, m, step)]
+
+    def class_stats(self):
+        """Per class (C D,): ew (max |W_c| < 2**ew), |W'_c| and |W_c| (2-norms, of W scaled by
+        2**-ew), for the bound; and whether W can be split unscaled (every ew in a range where
+        no split overflows and no product of leading parts underflows)."""
+        if getattr(self, "_class_stats", None) is None:
+            m = self.c * self.d
+            ew, nwp, nw = np.empty(m, dtype=np.int64), np.empty(m), np.empty(m)
+            for cs in self.class_steps():
+                e = _row_exponents(self.w2[cs])
+                ew[cs] = e
+                _, wp, wc = self._split_classes(cs, e, scaled=True)
+                nwp[cs], nw[cs] = np.linalg.norm(wp, axis=1), np.linalg.norm(wc, axis=1)
+            unscaled = bool(m == 0 or (ew.min() >= -800 and ew.max() <= 900))
+            self._class_stats = ew, nwp, nw, unscaled
+        return self._class_stats
+
+    def _split_classes(self, cs: slice, ew: np.ndarray, scaled: bool):
+        """``(W1, W', Wc)`` of the classes `cs`: ``Wc = W1 + W'`` exactly, W1 on the grid
+        2**(ew - beta) of each class. With `scaled`, Wc is W's classes times 2**-ew (then
+        |Wc| < 1); else W's classes as they are (the split's constant carries 2**ew)."""
+        wc = self.w2[cs]
+        if scaled:
+            wc = np.ldexp(wc, -ew[:, None])
+            sigma = 1.5 * 2.0 ** (52 - self.beta())
+        else:
+            sigma = np.ldexp(1.5, (52 - self.beta()) + ew)[:, None]
+        w1 = np.add(wc, sigma)
+        np.subtract(w1, sigma, out=w1)
+        return w1, wc - w1, wc
+
     def logits_block(self, rows: slice):
-        """The block's logits as ``zh + zl`` (each (R, C, D)) and ``delta`` (R, C D), the bound
-        on |z - (zh + zl)| of each entry; see the module docstring."""
+        """The block's logits as ``zh + zl`` (each (R, C, D)), and the rows' statistics
+        ``(ex, |x1|, |x'|)`` from which `delta` bounds |z - (zh + zl)|; see the module docstring."""
         xb = self.x[rows]
         r = xb.shape[0]
-        beta = (53 - max(0, math.ceil(math.log2(max(self.k, 1))))) // 2
         ex = _row_exponents(xb)
         xs_ = np.ldexp(xb, -ex[:, None])  # |xs| < 1; exact but for entries 2**1022 below their row's largest
-        x1, xp = _split(xs_, np.full((r, 1), 1.5 * 2.0 ** (52 - beta)))
-        nx1, nxp = np.linalg.norm(x1, axis=1), np.linalg.norm(xp, axis=1)
+        x1, xp = _split(xs_, 1.5 * 2.0 ** (52 - self.beta()))
+        ew_all, _, _, unscaled = self.class_stats()
         m = self.c * self.d
-        zh, zl, delta = np.empty((r, m)), np.empty((r, m)), np.empty((r, m))
-        step = max(1, CLASS_BYTES // (24 * max(self.k, 1)))
-        g = _gamma(self.k)
-        for c0 in range(0, m, step):
-            cs = slice(c0, min(m, c0 + step))
-            wc = self.w2[cs]
-            ew = _row_exponents(wc)
-            wsc = np.ldexp(wc, -ew[:, None])
-            w1, wp = _split(wsc, np.full((wsc.shape[0], 1), 1.5 * 2.0 ** (52 - beta)))
-            a = x1 @ w1.T  # exact: see the module docstring
-            bb = x1 @ wp.T
-            bb += xp @ wsc.T
+        zh, zl = np.empty((r, m)), np.empty((r, m))
+        for cs in self.class_steps():
+            ew = ew_all[cs]
+            w1, wp, wc = self._split_classes(cs, ew, scaled=not unscaled)
+            a = _matmul(x1, w1)  # exact: see the module docstring
+            bb = _matmul(x1, wp)
+            bb += _matmul(xp, wc)
             h, lo = two_sum(a, bb)
-            err = _gamma(1) * np.abs(bb) + g * (np.outer(nx1, np.linalg.norm(wp, axis=1))
-                                                + np.outer(nxp, np.linalg.norm(wsc, axis=1)))
-            sc = ex[:, None] + ew[None, :]
+            sc = ex[:, None] if unscaled else ex[:, None] + ew[None, :]
             with np.errstate(over="ignore"):
-                h, lo, err = np.ldexp(h, sc), np.ldexp(lo, sc), np.ldexp(err, sc)
+                h, lo = np.ldexp(h, sc), np.ldexp(lo, sc)
             if self.b2 is not None:
                 h, t = two_sum(h, self.b2[cs][None, :])
                 lo = lo + t
-                err += U * np.abs(lo)
             with np.errstate(invalid="ignore"):
-                h, lo = fast_two_sum(h, lo)
-            # The scaling back may round a subnormal low part (2**-1074 of each of two terms).
-            zh[:, cs], zl[:, cs], delta[:, cs] = h, lo, err * (1 + 2.0**-40) + 4 * _TINY
+                zh[:, cs], zl[:, cs] = fast_two_sum(h, lo)
         shape = (r, self.c, self.d)
-        return zh.reshape(shape), zl.reshape(shape), delta.reshape(shape)
+        stats = ex, np.linalg.norm(x1, axis=1), np.linalg.norm(xp, axis=1)
+        return zh.reshape(shape), zl.reshape(shape), stats
+
+    def delta(self, stats, sub: slice, zl: np.ndarray) -> np.ndarray:
+        """The bound on |z - (zh + zl)| for the rows `sub` of a block, (rs, C, D).
+
+        The two BLAS products err by at most gamma_K (|x1| |W'_c| + |x'| |W_c|) and their
+        sum by u of it (Cauchy-Schwarz bounds sum |a_k| |b_k| by the 2-norms); scaled back
+        by 2**(ex + ew); the bias's addition and the renormalisation round the low part
+        (2 u |zl|), and the scaling may round a subnormal low part (2**-1074 each).
+        """
+        ex, nx1, nxp = (a[sub] for a in stats)
+        ew, nwp, nws, _ = self.class_stats()
+        e = (_gamma(self.k) + U) * (1 + _gamma(self.k)) * (np.outer(nx1, nwp) + np.outer(nxp, nws))
+        with np.errstate(over="ignore"):
+            e = np.ldexp(e, ex[:, None] + ew[None, :])
+        e = e.reshape(zl.shape)
+        e *= 1 + 2.0**-40
+        e += 2 * U * np.abs(zl) + 4 * _TINY
+        return e
 
     def target_block(self, rows: slice):
         return self.t[rows]
 
     def row_chunks(self):
-        per_row = max(self.c * self.d, 1)
         rows = max(MIN_ROWS, math.ceil(self.n * CHUNK_SHARE))
-        rows = min(rows, max(1, (1 << 26) // per_row)) if self.n * per_row > (1 << 26) else rows
         for r0 in range(0, self.n, rows):
             yield slice(r0, min(self.n, r0 + rows))
 
@@ -213,13 +260,36 @@ class _Linear:
             yield slice(s0, min(r, s0 + step))
 
 
+def _check_finite_chunked(a: np.ndarray, name: str) -> None:
+    """check_finite a few megabytes at a time (its mask would be as large as `a`)."""
+    flat = a.reshape(-1)
+    step = 1 << 20
+    for i in range(0, flat.size, step):
+        part = flat[i : i + step]
+        bad = ~np.isfinite(part)
+        if bad.any():
+            where = tuple(int(j) for j in np.unravel_index(i + int(np.argmax(bad)), a.shape))
+            raise ValueError(f"`{name}` must hold finite values; got {float(a[where])!r} at position {where}")
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` in float64 BLAS: torch's (MKL on x86) where torch is already imported, as for
+    the LM heads this function is for, else numpy's. Both only add products, so the exact
+    product of the leading parts stays exact, and both meet the gamma_K bound."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "from_numpy"):
+        a, b = (t if t.flags.writeable else t.copy() for t in (a, b))  # torch warns on read-only memory
+        return (torch.from_numpy(a) @ torch.from_numpy(b).T).numpy()
+    return a @ b.T
+
+
 def _row_exponents(a: np.ndarray) -> np.ndarray:
     """e per row with max|a_row| < 2**e (0 for a zero row)."""
     top = np.max(np.abs(a), axis=1) if a.shape[1] else np.zeros(a.shape[0])
     return np.frexp(top)[1].astype(np.int64)
 
 
-def _split(a: np.ndarray, sigma: np.ndarray):
+def _split(a: np.ndarray, sigma: float):
     """``(a1, a')`` with ``a = a1 + a'`` exactly, a1 on the grid ulp(sigma) (|a| < 1 <= sigma)."""
     a1 = (a + sigma) - sigma
     return a1, a - a1
@@ -250,7 +320,7 @@ def _position_values(lin: _Linear):
     hi_all, lo_all, bd_all = np.zeros((n, d)), np.zeros((n, d)), np.zeros((n, d))
     ex_all = np.zeros((n, d), dtype=np.int64)
     for rows in lin.row_chunks():
-        zh, zl, delta = lin.logits_block(rows)
+        zh, zl, stats = lin.logits_block(rows)
         tb_all = lin.target_block(rows)
         for sub in lin.engine_chunks(zh.shape[0]):
             rs = slice(rows.start + sub.start, rows.start + sub.stop)
@@ -261,7 +331,7 @@ def _position_values(lin: _Linear):
             hi, lo, bound = hi[:, 0, :], lo[:, 0, :], bound[:, 0, :]
             g = cross_entropy_grad(zs, tb, lin.weight, ignore_index=lin.ignore_index, reduction="none",
                                    label_smoothing=lin.eps)
-            corr, cbound = _correction(lin, zs, zl[sub], delta[sub], g, tb)
+            corr, cbound = _correction(lin, zs, zl[sub], lin.delta(stats, sub, zl[sub]), g, tb)
             with np.errstate(over="ignore", invalid="ignore"):
                 cs, cb = np.ldexp(corr, -ex), np.ldexp(cbound, -ex)
                 h2, l2 = two_sum(hi, cs)
@@ -275,6 +345,7 @@ def _position_values(lin: _Linear):
             hi_all[rs], lo_all[rs], bd_all[rs], ex_all[rs] = h2, l2, b2, ex
             if not ok.all():
                 _escalate(lin, pb, rs, np.argwhere(~ok), corr, cbound, hi_all, lo_all, bd_all, ex_all)
+        del zh, zl, zs, g  # before the next chunk's logits: one chunk alive at a time
     return hi_all, lo_all, ex_all, bd_all
 
 
@@ -676,6 +747,7 @@ def linear_cross_entropy_grad(
             gx[rs] = g2 @ lin.w2
             gw += g2.T @ lin.x[rs]
             gb += g2.sum(axis=0)
+        del zh, g, g2  # before the next chunk's logits: one chunk alive at a time
     gx = gx.reshape(lin.in_shape)
     gw = gw.reshape(lin.w_shape)
     return gx, gw, (None if lin.b_shape is None else gb.reshape(lin.b_shape))

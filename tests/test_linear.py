@@ -237,7 +237,8 @@ def test_split_logits_are_within_their_bound(k):
     x[0, k // 2 : 2 * (k // 2)] = -x[0, : k // 2]
     b = rng.normal(size=4)
     lin = _linear._Linear(x, W, np.zeros(3, dtype=np.int64), b, None, "none", None, 0.0, None)
-    zh, zl, delta = lin.logits_block(slice(0, 3))
+    zh, zl, stats = lin.logits_block(slice(0, 3))
+    delta = lin.delta(stats, slice(0, 3), zl)
     exact = exact_logits(x, W, b)
     for n in range(3):
         for c in range(4):
@@ -476,13 +477,15 @@ def test_gradient_by_finite_differences_of_the_exact_loss():
 
 
 def test_logit_chunks_are_a_small_share_of_the_logits():
-    # N = 2048 rows: chunks of 1/64 of them (32 rows), so the two float64 chunk arrays are
-    # 2/64 of the (N, C) logits.
+    # N = 8192 rows: chunks of 1/40 of them (205 rows), so the two float64 chunk arrays are
+    # 2/40 = 5 % of the (N, C) logits; below 5120 rows, the floor of 128 rows (BLAS panels).
     rng = np.random.default_rng(0)
-    lin = _linear._Linear(rng.normal(size=(2048, 4)), rng.normal(size=(100, 4)), np.zeros(2048, dtype=np.int64),
-                          None, None, "mean", None, 0.0, None)
-    sizes = {r.stop - r.start for r in lin.row_chunks()}
-    assert max(sizes) == 32
+    for n, rows in ((8192, 205), (4096, 128), (100, 128)):
+        lin = _linear._Linear(rng.normal(size=(n, 4)), rng.normal(size=(10, 4)), np.zeros(n, dtype=np.int64),
+                              None, None, "mean", None, 0.0, None)
+        chunks = list(lin.row_chunks())
+        assert max(r.stop - r.start for r in chunks) == min(rows, n)
+        assert chunks[0].start == 0 and chunks[-1].stop == n
 
 
 # ---------------------------------------------------------------------------
