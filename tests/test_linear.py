@@ -583,3 +583,40 @@ def test_unbatched_and_torch_default_ignore_index():
     assert math.isnan(float(F.linear_cross_entropy(torch.tensor(x[:1]), torch.tensor(W), torch.tensor([-100]))))
     gx, gw, gb = ce.linear_cross_entropy_grad(x[1], W, y[1])
     assert gx.shape == (3,) and gw.shape == (5, 3) and gb is None
+
+
+# ---------------------------------------------------------------------------
+# The escalation paths
+# ---------------------------------------------------------------------------
+
+
+def test_unproven_positions_go_to_decimal_and_are_exact(monkeypatch):
+    # Logits near 1e15 with a gap of 40 (by hand: z = (1e15 + 40, 1e15), loss log1p(e**-40)
+    # ~ 4.2e-18): the bound on the split products' error (2**50 gamma_3 |x'| |W|, about 1e-14
+    # absolute) times sum |g| (~ 2 loss) is ~1e-14 of the loss, so the first tier cannot prove
+    # 4 ulp and the position is computed in decimal from the exact products.
+    calls = []
+    real = _linear._decimal_loss
+    monkeypatch.setattr(_linear, "_decimal_loss", lambda *a: calls.append(a) or real(*a))
+    x = np.array([[1e15, 40.0, 0.1]])
+    W = np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    ours = ce.linear_cross_entropy(x, W, [0], reduction="none")
+    assert len(calls) == 1
+    exact = exact_position_losses(x, W, np.array([0]))
+    assert ulp_errors(ours, exact).max() <= MAX_ULP
+
+
+def test_cancelling_mixed_sign_weights_take_the_deep_tier(monkeypatch):
+    # By hand: weights (1, -1) and label_smoothing 1 (a uniform target) make the loss
+    # (1/2)(-log q0) - (1/2)(-log q1) = (z1 - z0) / 2. Row 0 has z0 = 1 + 1e-20, z1 = 1: the
+    # float64 logits are equal, the loss of the leading parts is an exact 0 that the first tier
+    # cannot prove (its terms cancel), so the engine's deep tier computes it, and the low part
+    # gives the loss -1e-20 / 2 (then proven in decimal). Row 1: z = (2.5, 2), loss -0.25.
+    calls = []
+    real = _linear.loss_deep
+    monkeypatch.setattr(_linear, "loss_deep", lambda pb, idx: calls.append(len(idx)) or real(pb, idx))
+    x = np.array([[1.0, 1e-20], [2.0, 0.5]])
+    W = np.array([[1.0, 1.0], [1.0, 0.0]])
+    ours = ce.linear_cross_entropy(x, W, [0, 1], weight=[1.0, -1.0], label_smoothing=1.0, reduction="none")
+    assert calls == [1]
+    assert ours[0] == -0.5 * 1e-20 and ours[1] == -0.25
