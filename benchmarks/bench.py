@@ -164,17 +164,18 @@ FULL_CASES: tuple[Case, ...] = (
     ),
     Case("lm-head-softmax", "softmax of the language-model head", (2048, 32000), family="softmax"),
     Case("lm-head-log-softmax", "log_softmax of the language-model head", (2048, 32000), family="log_softmax"),
-    # Issue 20: the LM head from its hidden states, never forming the logits. N = 2048 as the
-    # other LM-head cases (the issue's example has 4096: each of the ~15 calls of a run, ours and
-    # torch's, would take twice as long, and torch's reference path would hold 2 GB); in_features
-    # 1024. "torch" is torch's float64 reference path, F.linear then F.cross_entropy; torch's
-    # chunked path, F.linear_cross_entropy with LinearCrossEntropyOptions(), is timed too.
-    Case("lm-head-linear", "language-model head from hidden states (linear_cross_entropy)", (2048, 32000),
+    # Issue 20: the LM head from its hidden states, never forming the logits: the issue's shape,
+    # N = 4096 tokens, in_features 1024, C = 32000 (torch's reference path holds 2 GB of
+    # float64 logits and log-probabilities: it fits). "torch" is torch's float64 reference path,
+    # F.linear then F.cross_entropy; torch's chunked path, F.linear_cross_entropy with
+    # LinearCrossEntropyOptions(), is timed too.
+    Case("lm-head-linear", "language-model head from hidden states (linear_cross_entropy)", (4096, 32000),
          in_features=1024),
 )
 
 # The same cases on small shapes, for the book's build-time run (seconds, not minutes).
 _QUICK_SHAPES = {
+    (4096, 32000): (256, 8000),
     (2048, 32000): (256, 8000),
     (256, 32000): (32, 8000),
     (65536, 10): (8192, 10),

@@ -64,7 +64,7 @@ CHUNK_SHARE = 1 / 40
 MIN_ROWS = 128
 CLASS_BYTES = 1 << 23
 # Rows handed to the engine at a time: its temporaries are a few arrays of this many logits.
-ENGINE_ELEMENTS = 1 << 18
+ENGINE_ELEMENTS = 1 << 17
 _TINY = 2.0**-1074
 
 
@@ -163,8 +163,8 @@ class _Linear:
         """Bits of the leading parts: K products of two of them add up exactly (<= 53 bits)."""
         return (53 - max(0, math.ceil(math.log2(max(self.k, 1))))) // 2
 
-    def class_steps(self):
-        step = max(1, CLASS_BYTES // (8 * max(self.k, 1)))
+    def class_steps(self, nbytes: int | None = None):
+        step = max(1, (nbytes or CLASS_BYTES) // (8 * max(self.k, 1)))
         m = self.c * self.d
         return [slice(c0, min(m, c0 + step)) for c0 in range(0, m, step)]
 
@@ -175,7 +175,7 @@ class _Linear:
         if getattr(self, "_class_stats", None) is None:
             m = self.c * self.d
             ew, nwp, nw = np.empty(m, dtype=np.int64), np.empty(m), np.empty(m)
-            for cs in self.class_steps():
+            for cs in self.class_steps(CLASS_BYTES // 8):  # three copies of the classes at a time
                 e = _row_exponents(self.w2[cs])
                 ew[cs] = e
                 _, wp, wc = self._split_classes(cs, e, scaled=True)
