@@ -691,22 +691,24 @@ def linear_cross_entropy_grad(
     -----
     *Accuracy*. :math:`G` is computed, one chunk of rows at a time, by
     :func:`cross_entropy_grad` at the leading parts :math:`z^{hi}` of the
-    double-double logits (each entry within 4 ulp of the gradient there),
-    and the three products by float64 BLAS. The standard this function is
-    tested to: with :math:`b` the target mass (:math:`w_c \tilde p_c`),
-    :math:`M_n = \max_c |z_{n,c}|` and :math:`m` the length of the sum,
-    every entry is within
+    double-double logits (each entry within 4 ulp, :math:`8u`, of the
+    gradient there), and the three products by float64 BLAS. The standard
+    this function is tested to, with :math:`b` the target mass
+    (:math:`w_c \tilde p_c`, divided by the denominator for ``'mean'``),
+    :math:`M_n = \max_c |z_{n,c}|` and :math:`m` the length of the sum
+    (C D for `input`; N for `linear_weight` and `linear_bias`): each entry
+    is within
 
     .. math::
 
-        \varepsilon_n \sum |G| |W|, \quad
-        \text{with } |G_{nc}| \text{ replaced by } |G_{nc}| + 2 M_n u\, |b_{nc}|,
-        \quad \varepsilon_n = (m + 3 + 4 M_n) u
+        \sum \big( (m + 10 + 2 M_n)\, u\, |G_{n,c}|
+        + 2 M_n u\, |b_{n,c}| \big)\, |\text{other factor}|
 
-    of the exact gradient (the sums running over the terms of each entry:
-    classes for `input`, rows for `linear_weight` and `linear_bias`). The
-    first part is the matmul's rounding, the second what the logits'
-    rounding to :math:`z^{hi}` (at most :math:`u M_n`) does to
+    of the exact gradient, the sum over the terms of the entry (the other
+    factor being :math:`W_{c,k}`, :math:`x_{n,k}` or 1). The first part is
+    the matmul's rounding (:math:`\gamma_m`), :math:`G`'s own error and the
+    'mean' division; the second what rounding the logits to
+    :math:`z^{hi}` (by at most :math:`u M_n`) does to
     :math:`G = a\,\mathrm{softmax}(z) - b`. Unlike the loss, an entry can
     therefore lose relative accuracy where its terms cancel.
 
