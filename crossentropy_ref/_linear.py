@@ -225,6 +225,7 @@ class _Linear:
                 lo = lo + t
             with np.errstate(invalid="ignore"):
                 zh[:, cs], zl[:, cs] = fast_two_sum(h, lo)
+            del w1, wp, wc, a, bb, h, lo  # before the next classes are split
         shape = (r, self.c, self.d)
         stats = ex, np.linalg.norm(x1, axis=1), np.linalg.norm(xp, axis=1)
         return zh.reshape(shape), zl.reshape(shape), stats
@@ -318,36 +319,63 @@ def _mass_off_max(lin: _Linear, zh, tb):
 def _position_values(lin: _Linear):
     """Every position's loss as ``(hi + lo) 2**ex`` within ``bound 2**ex``, each (N, D)."""
     n, d = lin.n, lin.d
-    hi_all, lo_all, bd_all = np.zeros((n, d)), np.zeros((n, d)), np.zeros((n, d))
-    ex_all = np.zeros((n, d), dtype=np.int64)
+    out = np.zeros((n, d)), np.zeros((n, d)), np.zeros((n, d)), np.zeros((n, d), dtype=np.int64)
     for rows in lin.row_chunks():
-        zh, zl, stats = lin.logits_block(rows)
-        tb_all = lin.target_block(rows)
-        for sub in lin.engine_chunks(zh.shape[0]):
-            rs = slice(rows.start + sub.start, rows.start + sub.stop)
-            zs, tb = zh[sub], tb_all[sub]
-            pb = _check_inputs(zs, tb, lin.weight, lin.ignore_index, "none", lin.eps)
-            hi, lo, ex, bound, _ = _block_values(pb, slice(None), slice(None))
-            ex = np.broadcast_to(np.asarray(ex, dtype=np.int64), hi.shape)[:, 0, :]
-            hi, lo, bound = hi[:, 0, :], lo[:, 0, :], bound[:, 0, :]
-            g = cross_entropy_grad(zs, tb, lin.weight, ignore_index=lin.ignore_index, reduction="none",
-                                   label_smoothing=lin.eps)
-            corr, cbound = _correction(lin, zs, zl[sub], lin.delta(stats, sub, zl[sub]), g, tb)
-            with np.errstate(over="ignore", invalid="ignore"):
-                cs, cb = np.ldexp(corr, -ex), np.ldexp(cbound, -ex)
-                h2, l2 = two_sum(hi, cs)
-                l2 = l2 + lo
-                h2, l2 = fast_two_sum(h2, l2)
-                fin = np.isfinite(hi) & np.isfinite(cs) & np.isfinite(h2)
-                h2 = np.where(fin, h2, hi)
-                l2 = np.where(fin, l2, lo)
-                b2 = np.where(fin, bound + cb + 2.0**-104 * (np.abs(hi) + np.abs(cs)), bound)
-            ok = first_tier_done(h2, l2, b2)
-            hi_all[rs], lo_all[rs], bd_all[rs], ex_all[rs] = h2, l2, b2, ex
-            if not ok.all():
-                _escalate(lin, pb, rs, np.argwhere(~ok), corr, cbound, hi_all, lo_all, bd_all, ex_all)
-        del zh, zl, zs, g  # before the next chunk's logits: one chunk alive at a time
+        _chunk_values(lin, rows, *out)  # its logits die with it: one chunk alive at a time
+    hi_all, lo_all, bd_all, ex_all = out
     return hi_all, lo_all, ex_all, bd_all
+
+
+def _chunk_values(lin: _Linear, rows: slice, hi_all, lo_all, bd_all, ex_all) -> None:
+    """The positions of the rows `rows`, written into the (N, D) arrays."""
+    zh, zl, stats = lin.logits_block(rows)
+    tb_all = lin.target_block(rows)
+    for sub in lin.engine_chunks(zh.shape[0]):
+        rs = slice(rows.start + sub.start, rows.start + sub.stop)
+        zs, tb = zh[sub], tb_all[sub]
+        pb = _check_inputs(zs, tb, lin.weight, lin.ignore_index, "none", lin.eps)
+        hi, lo, ex, bound, _ = _block_values(pb, slice(None), slice(None))
+        ex = np.broadcast_to(np.asarray(ex, dtype=np.int64), hi.shape)[:, 0, :]
+        hi, lo, bound = hi[:, 0, :], lo[:, 0, :], bound[:, 0, :]
+        g = cross_entropy_grad(zs, tb, lin.weight, ignore_index=lin.ignore_index, reduction="none",
+                               label_smoothing=lin.eps)
+        corr, cbound = _correction(lin, zs, zl[sub], lin.delta(stats, sub, zl[sub]), g, tb)
+        del g
+        with np.errstate(over="ignore", invalid="ignore"):
+            cs, cb = np.ldexp(corr, -ex), np.ldexp(cbound, -ex)
+            h2, l2 = two_sum(hi, cs)
+            l2 = l2 + lo
+            h2, l2 = fast_two_sum(h2, l2)
+            fin = np.isfinite(hi) & np.isfinite(cs) & np.isfinite(h2)
+            h2 = np.where(fin, h2, hi)
+            l2 = np.where(fin, l2, lo)
+            b2 = np.where(fin, bound + cb + 2.0**-104 * (np.abs(hi) + np.abs(cs)), bound)
+        ok = first_tier_done(h2, l2, b2)
+        hi_all[rs], lo_all[rs], bd_all[rs], ex_all[rs] = h2, l2, b2, ex
+        if not ok.all():
+            _escalate(lin, pb, rs, np.argwhere(~ok), corr, cbound, hi_all, lo_all, bd_all, ex_all)
+
+
+def _chunk_grads(lin: _Linear, rows: slice, inv: float, gx, gw, gb) -> None:
+    """The rows' G = dloss/dz at zh, and their share of the three gradients (one BLAS
+    product each for the chunk)."""
+    zh, _, _ = lin.logits_block(rows)
+    tb_all = lin.target_block(rows)
+    g_all = np.empty((zh.shape[0], lin.c * lin.d))
+    for sub in lin.engine_chunks(zh.shape[0]):
+        g = cross_entropy_grad(zh[sub], tb_all[sub], lin.weight, ignore_index=lin.ignore_index,
+                               reduction="none", label_smoothing=lin.eps)
+        if lin.reduction == "mean":
+            with np.errstate(invalid="ignore"):
+                g = g * inv
+            if not lin.probabilities:  # ignored positions stay exactly 0 (a NaN 1 / D included)
+                rs = slice(rows.start + sub.start, rows.start + sub.stop)
+                g = np.where(lin.valid[rs][:, None, :], g, 0.0)
+        g_all[sub] = g.reshape(g.shape[0], -1)
+    del zh
+    gx[rows] = _matmul(g_all, lin.w2.T)  # G W
+    gw += _matmul(g_all.T, lin.x[rows].T)  # G^T x
+    gb += g_all.sum(axis=0)
 
 
 def _correction(lin: _Linear, zh, zl, delta, g, tb):
@@ -741,22 +769,7 @@ def linear_cross_entropy_grad(
     gw = np.zeros(lin.w2.shape)
     gb = np.zeros(lin.w2.shape[0])
     for rows in lin.row_chunks():
-        zh, _, _ = lin.logits_block(rows)
-        tb_all = lin.target_block(rows)
-        for sub in lin.engine_chunks(zh.shape[0]):
-            rs = slice(rows.start + sub.start, rows.start + sub.stop)
-            g = cross_entropy_grad(zh[sub], tb_all[sub], lin.weight, ignore_index=lin.ignore_index,
-                                   reduction="none", label_smoothing=lin.eps)
-            if lin.reduction == "mean":
-                with np.errstate(invalid="ignore"):
-                    g = g * inv
-                if not lin.probabilities:  # ignored positions stay exactly 0 (a NaN 1 / D included)
-                    g = np.where(lin.valid[rs][:, None, :], g, 0.0)
-            g2 = g.reshape(g.shape[0], -1)
-            gx[rs] = g2 @ lin.w2
-            gw += g2.T @ lin.x[rs]
-            gb += g2.sum(axis=0)
-        del zh, g, g2  # before the next chunk's logits: one chunk alive at a time
+        _chunk_grads(lin, rows, inv, gx, gw, gb)  # its logits die with it: one chunk alive at a time
     gx = gx.reshape(lin.in_shape)
     gw = gw.reshape(lin.w_shape)
     return gx, gw, (None if lin.b_shape is None else gb.reshape(lin.b_shape))
