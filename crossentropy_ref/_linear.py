@@ -607,12 +607,12 @@ def linear_cross_entropy(
     time (1/40 of the rows, at least 128, so that the matrix products stay
     efficient), in two float64 arrays (the leading and the low parts); the
     classes of `linear_weight` are split 8 MB at a time, for every chunk of
-    rows again. The extra memory is that chunk, about a dozen megabytes,
-    and arrays of one value per position: about 10 % of the (N, C) float64
-    logits at N = 4096, C = 32000, K = 1024, and a smaller share for more
-    rows. The three products are three times the work of the float64
-    matmul; where torch is already imported, they run on its BLAS (MKL on
-    x86), else on numpy's.
+    rows again. The extra memory is that chunk, the split classes, and
+    arrays of one value per position: 9 % of the (N, C) float64 logits at
+    N = 4096, C = 32000, K = 1024 (``benchmarks/bench.py``, case
+    ``lm-head-linear``), and a smaller share for more rows. The three
+    products are three times the work of the float64 matmul; where torch is
+    already imported, they run on its BLAS (MKL on x86), else on numpy's.
 
     *Differences from PyTorch*:
 
