@@ -44,6 +44,8 @@ import decimal
 import math
 import sys
 
+from typing import NamedTuple
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -82,184 +84,213 @@ def _check_options(options) -> None:
         )
 
 
-class _Linear:
+class LinearProblem(NamedTuple):
     """Checked inputs of linear_cross_entropy, as 2-D arrays: x (N, K), W (C D, K), b (C D,)."""
 
-    def __init__(self, input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
-                 label_smoothing, options):
-        self.reduction = v.check_reduction(reduction)
-        self.eps = v.check_label_smoothing(label_smoothing)
+    reduction: str
+    eps: float
+    probabilities: bool
+    ignore_index: int  # -100 for probability targets (unused)
+    logits_shape: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    b_shape: tuple[int, ...] | None
+    c: int
+    d: int  # d1 ... dk of K-dimensional weights (1 without)
+    k: int  # in_features
+    n: int
+    x: np.ndarray  # (N, K)
+    w2: np.ndarray  # (C D, K)
+    b2: np.ndarray | None  # (C D,)
+    weight: np.ndarray | None  # (C,)
+    t: np.ndarray  # index targets (N, D) in their own dtype, or probabilities (N, C, D)
+    valid: np.ndarray | None  # index targets: the positions that count (N, D)
+    cache: dict  # W's per-class statistics, computed once (_class_stats)
+
+
+def _check_linear(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing,
+                  options) -> LinearProblem:
+    """Parse and check every input of linear_cross_entropy once."""
+    reduction = v.check_reduction(reduction)
+    eps = v.check_label_smoothing(label_smoothing)
+    if ignore_index is not None:
+        ignore_index = v.check_int(ignore_index, "ignore_index")
+    _check_options(options)
+    x = v.as_real_array(input, "input")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"`input` must have shape (in_features,) or (N, in_features); got {x.shape}")
+    w = v.as_real_array(linear_weight, "linear_weight")
+    if w.ndim < 2:
+        raise ValueError(
+            f"`linear_weight` must have shape (C, in_features) or (C, d1, ..., dk, in_features); got {w.shape}"
+        )
+    k = x.shape[-1]
+    if w.shape[-1] != k:
+        raise ValueError(
+            f"`linear_weight` must have in_features = {k} as its last axis to match `input` of shape "
+            f"{x.shape}; got {w.shape}"
+        )
+    c = w.shape[0]
+    if c == 0:
+        raise ValueError(f"`linear_weight` must have at least one class along axis 0; got shape {w.shape}")
+    out = w.shape[1:-1]
+    if out and x.ndim == 1:
+        raise ValueError(
+            f"`input` must be batched, (N, {k}), for the K-dimensional loss of `linear_weight` of shape "
+            f"{w.shape}; got {x.shape}"
+        )
+    _check_finite_chunked(x, "input")
+    _check_finite_chunked(w, "linear_weight")
+    b = None
+    if linear_bias is not None:
+        b = v.as_real_array(linear_bias, "linear_bias")
+        if b.shape != (c, *out):
+            raise ValueError(
+                f"`linear_bias` must have shape {(c, *out)} to match `linear_weight` of shape {w.shape}; "
+                f"got {b.shape}"
+            )
+        v.check_finite(b, "linear_bias", "values")
+    in_shape, w_shape, b_shape = x.shape, w.shape, None if b is None else b.shape
+    logits_shape = (*x.shape[:-1], c, *out)
+    d = math.prod(out)
+    x2 = x.reshape(-1, k)  # (N, K), N = 1 for unbatched input
+    n = x2.shape[0]
+    w2 = w.reshape(c * d, k)
+    b2 = None if b is None else b.reshape(c * d)
+    weight = v.as_weight(weight, c)
+    t = v._as_array(target, "target")
+    expected = v.index_target_shape(logits_shape)
+    if tuple(t.shape) == logits_shape:
+        probabilities, valid = True, None
         if ignore_index is not None:
-            ignore_index = v.check_int(ignore_index, "ignore_index")
-        _check_options(options)
-        x = v.as_real_array(input, "input")
-        if x.ndim not in (1, 2):
-            raise ValueError(f"`input` must have shape (in_features,) or (N, in_features); got {x.shape}")
-        w = v.as_real_array(linear_weight, "linear_weight")
-        if w.ndim < 2:
             raise ValueError(
-                f"`linear_weight` must have shape (C, in_features) or (C, d1, ..., dk, in_features); got {w.shape}"
+                "`ignore_index` must be None with class-probability targets, as in torch; "
+                f"got {ignore_index}"
             )
-        k = x.shape[-1]
-        if w.shape[-1] != k:
-            raise ValueError(
-                f"`linear_weight` must have in_features = {k} as its last axis to match `input` of shape "
-                f"{x.shape}; got {w.shape}"
-            )
-        c = w.shape[0]
-        if c == 0:
-            raise ValueError(f"`linear_weight` must have at least one class along axis 0; got shape {w.shape}")
-        out = w.shape[1:-1]
-        if out and x.ndim == 1:
-            raise ValueError(
-                f"`input` must be batched, (N, {k}), for the K-dimensional loss of `linear_weight` of shape "
-                f"{w.shape}; got {x.shape}"
-            )
-        _check_finite_chunked(x, "input")
-        _check_finite_chunked(w, "linear_weight")
-        b = None
-        if linear_bias is not None:
-            b = v.as_real_array(linear_bias, "linear_bias")
-            if b.shape != (c, *out):
-                raise ValueError(
-                    f"`linear_bias` must have shape {(c, *out)} to match `linear_weight` of shape {w.shape}; "
-                    f"got {b.shape}"
-                )
-            v.check_finite(b, "linear_bias", "values")
-        self.batched = x.ndim == 2
-        self.in_shape, self.w_shape, self.b_shape = x.shape, w.shape, None if b is None else b.shape
-        self.logits_shape = (*x.shape[:-1], c, *out)
-        self.c, self.d, self.k = c, math.prod(out), k
-        self.x = x.reshape(-1, k)  # (N, K), N = 1 for unbatched input
-        self.n = self.x.shape[0]
-        self.w2 = w.reshape(c * self.d, k)
-        self.b2 = None if b is None else b.reshape(c * self.d)
-        self.weight = v.as_weight(weight, c)
-        t = v._as_array(target, "target")
-        expected = v.index_target_shape(self.logits_shape)
-        if tuple(t.shape) == self.logits_shape:
-            self.probabilities = True
-            if ignore_index is not None:
-                raise ValueError(
-                    "`ignore_index` must be None with class-probability targets, as in torch; "
-                    f"got {ignore_index}"
-                )
-            self.ignore_index = -100
-            p = v.as_prob_target(t, self.logits_shape)
-            self.t = p.reshape(self.n, c, self.d)
-        elif tuple(t.shape) == expected:
-            self.probabilities = False
-            self.ignore_index = -100 if ignore_index is None else ignore_index
-            v.as_index_target(t, self.logits_shape, self.ignore_index)
-            self.t = t.reshape(self.n, self.d)
-            self.valid = ~v._equals(self.t, self.ignore_index)
-        else:
-            raise ValueError(
-                f"`target` must have shape {expected} (class indices) or {self.logits_shape} (class "
-                f"probabilities) to match the logits `input` @ `linear_weight`.T, of shape "
-                f"{self.logits_shape}; got {tuple(t.shape)}"
-            )
+        ignore_index = -100
+        p = v.as_prob_target(t, logits_shape)
+        t2 = p.reshape(n, c, d)
+    elif tuple(t.shape) == expected:
+        probabilities = False
+        ignore_index = -100 if ignore_index is None else ignore_index
+        v.as_index_target(t, logits_shape, ignore_index)
+        t2 = t.reshape(n, d)
+        valid = ~v._equals(t2, ignore_index)
+    else:
+        raise ValueError(
+            f"`target` must have shape {expected} (class indices) or {logits_shape} (class "
+            f"probabilities) to match the logits `input` @ `linear_weight`.T, of shape "
+            f"{logits_shape}; got {tuple(t.shape)}"
+        )
+    return LinearProblem(reduction=reduction, eps=eps, probabilities=probabilities, ignore_index=ignore_index,
+                         logits_shape=logits_shape, in_shape=in_shape, w_shape=w_shape, b_shape=b_shape,
+                         c=c, d=d, k=k, n=n, x=x2, w2=w2, b2=b2, weight=weight, t=t2, valid=valid, cache={})
 
-    def beta(self) -> int:
-        """Bits of the leading parts: K products of two of them add up exactly (<= 53 bits)."""
-        return (53 - max(0, math.ceil(math.log2(max(self.k, 1))))) // 2
 
-    def class_steps(self, nbytes: int | None = None):
-        step = max(1, (nbytes or CLASS_BYTES) // (8 * max(self.k, 1)))
-        m = self.c * self.d
-        return [slice(c0, min(m, c0 + step)) for c0 in range(0, m, step)]
+def _beta(lin: LinearProblem) -> int:
+    """Bits of the leading parts: K products of two of them add up exactly (<= 53 bits)."""
+    return (53 - max(0, math.ceil(math.log2(max(lin.k, 1))))) // 2
 
-    def class_stats(self):
-        """Per class (C D,): ew (max |W_c| < 2**ew), |W'_c| and |W_c| (2-norms, of W scaled by
-        2**-ew), for the bound; and whether W can be split unscaled (every ew in a range where
-        no split overflows and no product of leading parts underflows)."""
-        if getattr(self, "_class_stats", None) is None:
-            m = self.c * self.d
-            ew, nwp, nw = np.empty(m, dtype=np.int64), np.empty(m), np.empty(m)
-            for cs in self.class_steps(CLASS_BYTES // 8):  # three copies of the classes at a time
-                e = _row_exponents(self.w2[cs])
-                ew[cs] = e
-                _, wp, wc = self._split_classes(cs, e, scaled=True)
-                nwp[cs], nw[cs] = np.linalg.norm(wp, axis=1), np.linalg.norm(wc, axis=1)
-            unscaled = bool(m == 0 or (ew.min() >= -800 and ew.max() <= 900))
-            self._class_stats = ew, nwp, nw, unscaled
-        return self._class_stats
 
-    def _split_classes(self, cs: slice, ew: np.ndarray, scaled: bool):
-        """``(W1, W', Wc)`` of the classes `cs`: ``Wc = W1 + W'`` exactly, W1 on the grid
-        2**(ew - beta) of each class. With `scaled`, Wc is W's classes times 2**-ew (then
-        |Wc| < 1); else W's classes as they are (the split's constant carries 2**ew)."""
-        wc = self.w2[cs]
-        if scaled:
-            wc = np.ldexp(wc, -ew[:, None])
-            sigma = 1.5 * 2.0 ** (52 - self.beta())
-        else:
-            sigma = np.ldexp(1.5, (52 - self.beta()) + ew)[:, None]
-        w1 = np.add(wc, sigma)
-        np.subtract(w1, sigma, out=w1)
-        return w1, wc - w1, wc
+def _class_steps(lin: LinearProblem, nbytes: int | None = None):
+    step = max(1, (nbytes or CLASS_BYTES) // (8 * max(lin.k, 1)))
+    m = lin.c * lin.d
+    return [slice(c0, min(m, c0 + step)) for c0 in range(0, m, step)]
 
-    def logits_block(self, rows: slice):
-        """The block's logits as ``zh + zl`` (each (R, C, D)), and the rows' statistics
-        ``(ex, |x1|, |x'|)`` from which `delta` bounds |z - (zh + zl)|; see the module docstring."""
-        xb = self.x[rows]
-        r = xb.shape[0]
-        ex = _row_exponents(xb)
-        xs_ = np.ldexp(xb, -ex[:, None])  # |xs| < 1; exact but for entries 2**1022 below their row's largest
-        x1, xp = _split(xs_, 1.5 * 2.0 ** (52 - self.beta()))
-        ew_all, _, _, unscaled = self.class_stats()
-        m = self.c * self.d
-        zh, zl = np.empty((r, m)), np.empty((r, m))
-        for cs in self.class_steps():
-            ew = ew_all[cs]
-            w1, wp, wc = self._split_classes(cs, ew, scaled=not unscaled)
-            a = _matmul(x1, w1)  # exact: see the module docstring
-            bb = _matmul(x1, wp)
-            bb += _matmul(xp, wc)
-            h, lo = two_sum(a, bb)
-            sc = ex[:, None] if unscaled else ex[:, None] + ew[None, :]
-            with np.errstate(over="ignore"):
-                h, lo = np.ldexp(h, sc), np.ldexp(lo, sc)
-            if self.b2 is not None:
-                h, t = two_sum(h, self.b2[cs][None, :])
-                lo = lo + t
-            with np.errstate(invalid="ignore"):
-                zh[:, cs], zl[:, cs] = fast_two_sum(h, lo)
-            del w1, wp, wc, a, bb, h, lo  # before the next classes are split
-        shape = (r, self.c, self.d)
-        stats = ex, np.linalg.norm(x1, axis=1), np.linalg.norm(xp, axis=1)
-        return zh.reshape(shape), zl.reshape(shape), stats
 
-    def delta(self, stats, sub: slice, zl: np.ndarray) -> np.ndarray:
-        """The bound on |z - (zh + zl)| for the rows `sub` of a block, (rs, C, D).
+def _class_stats(lin: LinearProblem):
+    """Per class (C D,): ew (max |W_c| < 2**ew), |W'_c| and |W_c| (2-norms, of W scaled by
+    2**-ew), for the bound; and whether W can be split unscaled (every ew in a range where
+    no split overflows and no product of leading parts underflows)."""
+    if "class_stats" not in lin.cache:
+        m = lin.c * lin.d
+        ew, nwp, nw = np.empty(m, dtype=np.int64), np.empty(m), np.empty(m)
+        for cs in _class_steps(lin, CLASS_BYTES // 8):  # three copies of the classes at a time
+            e = _row_exponents(lin.w2[cs])
+            ew[cs] = e
+            _, wp, wc = _split_classes(lin, cs, e, scaled=True)
+            nwp[cs], nw[cs] = np.linalg.norm(wp, axis=1), np.linalg.norm(wc, axis=1)
+        unscaled = bool(m == 0 or (ew.min() >= -800 and ew.max() <= 900))
+        lin.cache["class_stats"] = ew, nwp, nw, unscaled
+    return lin.cache["class_stats"]
 
-        The two BLAS products err by at most gamma_K (|x1| |W'_c| + |x'| |W_c|) and their
-        sum by u of it (Cauchy-Schwarz bounds sum |a_k| |b_k| by the 2-norms); scaled back
-        by 2**(ex + ew); the bias's addition and the renormalisation round the low part
-        (2 u |zl|), and the scaling may round a subnormal low part (2**-1074 each).
-        """
-        ex, nx1, nxp = (a[sub] for a in stats)
-        ew, nwp, nws, _ = self.class_stats()
-        e = (_gamma(self.k) + U) * (1 + _gamma(self.k)) * (np.outer(nx1, nwp) + np.outer(nxp, nws))
+
+def _split_classes(lin: LinearProblem, cs: slice, ew: np.ndarray, scaled: bool):
+    """``(W1, W', Wc)`` of the classes `cs`: ``Wc = W1 + W'`` exactly, W1 on the grid
+    2**(ew - beta) of each class. With `scaled`, Wc is W's classes times 2**-ew (then
+    |Wc| < 1); else W's classes as they are (the split's constant carries 2**ew)."""
+    wc = lin.w2[cs]
+    if scaled:
+        wc = np.ldexp(wc, -ew[:, None])
+        sigma = 1.5 * 2.0 ** (52 - _beta(lin))
+    else:
+        sigma = np.ldexp(1.5, (52 - _beta(lin)) + ew)[:, None]
+    w1 = np.add(wc, sigma)
+    np.subtract(w1, sigma, out=w1)
+    return w1, wc - w1, wc
+
+
+def _logits_block(lin: LinearProblem, rows: slice):
+    """The block's logits as ``zh + zl`` (each (R, C, D)), and the rows' statistics
+    ``(ex, |x1|, |x'|)`` from which `delta` bounds |z - (zh + zl)|; see the module docstring."""
+    xb = lin.x[rows]
+    r = xb.shape[0]
+    ex = _row_exponents(xb)
+    xs_ = np.ldexp(xb, -ex[:, None])  # |xs| < 1; exact but for entries 2**1022 below their row's largest
+    x1, xp = _split(xs_, 1.5 * 2.0 ** (52 - _beta(lin)))
+    ew_all, _, _, unscaled = _class_stats(lin)
+    m = lin.c * lin.d
+    zh, zl = np.empty((r, m)), np.empty((r, m))
+    for cs in _class_steps(lin):
+        ew = ew_all[cs]
+        w1, wp, wc = _split_classes(lin, cs, ew, scaled=not unscaled)
+        a = _matmul(x1, w1)  # exact: see the module docstring
+        bb = _matmul(x1, wp)
+        bb += _matmul(xp, wc)
+        h, lo = two_sum(a, bb)
+        sc = ex[:, None] if unscaled else ex[:, None] + ew[None, :]
         with np.errstate(over="ignore"):
-            e = np.ldexp(e, ex[:, None] + ew[None, :])
-        e = e.reshape(zl.shape)
-        e *= 1 + 2.0**-40
-        e += 2 * U * np.abs(zl) + 4 * _TINY
-        return e
+            h, lo = np.ldexp(h, sc), np.ldexp(lo, sc)
+        if lin.b2 is not None:
+            h, t = two_sum(h, lin.b2[cs][None, :])
+            lo = lo + t
+        with np.errstate(invalid="ignore"):
+            zh[:, cs], zl[:, cs] = fast_two_sum(h, lo)
+        del w1, wp, wc, a, bb, h, lo  # before the next classes are split
+    shape = (r, lin.c, lin.d)
+    stats = ex, np.linalg.norm(x1, axis=1), np.linalg.norm(xp, axis=1)
+    return zh.reshape(shape), zl.reshape(shape), stats
 
-    def target_block(self, rows: slice):
-        return self.t[rows]
 
-    def row_chunks(self):
-        rows = max(MIN_ROWS, math.ceil(self.n * CHUNK_SHARE))
-        for r0 in range(0, self.n, rows):
-            yield slice(r0, min(self.n, r0 + rows))
+def _delta(lin: LinearProblem, stats, sub: slice, zl: np.ndarray) -> np.ndarray:
+    """The bound on |z - (zh + zl)| for the rows `sub` of a block, (rs, C, D).
 
-    def engine_chunks(self, r: int):
-        step = max(1, ENGINE_ELEMENTS // max(self.c * self.d, 1))
-        for s0 in range(0, r, step):
-            yield slice(s0, min(r, s0 + step))
+    The two BLAS products err by at most gamma_K (|x1| |W'_c| + |x'| |W_c|) and their
+    sum by u of it (Cauchy-Schwarz bounds sum |a_k| |b_k| by the 2-norms); scaled back
+    by 2**(ex + ew); the bias's addition and the renormalisation round the low part
+    (2 u |zl|), and the scaling may round a subnormal low part (2**-1074 each).
+    """
+    ex, nx1, nxp = (a[sub] for a in stats)
+    ew, nwp, nws, _ = _class_stats(lin)
+    e = (_gamma(lin.k) + U) * (1 + _gamma(lin.k)) * (np.outer(nx1, nwp) + np.outer(nxp, nws))
+    with np.errstate(over="ignore"):
+        e = np.ldexp(e, ex[:, None] + ew[None, :])
+    e = e.reshape(zl.shape)
+    e *= 1 + 2.0**-40
+    e += 2 * U * np.abs(zl) + 4 * _TINY
+    return e
+
+
+def _row_chunks(lin: LinearProblem):
+    rows = max(MIN_ROWS, math.ceil(lin.n * CHUNK_SHARE))
+    for r0 in range(0, lin.n, rows):
+        yield slice(r0, min(lin.n, r0 + rows))
+
+
+def _engine_chunks(lin: LinearProblem, r: int):
+    step = max(1, ENGINE_ELEMENTS // max(lin.c * lin.d, 1))
+    for s0 in range(0, r, step):
+        yield slice(s0, min(r, s0 + step))
 
 
 def _check_finite_chunked(a: np.ndarray, name: str) -> None:
@@ -297,7 +328,7 @@ def _split(a: np.ndarray, sigma: float):
     return a1, a - a1
 
 
-def _mass_off_max(lin: _Linear, zh, tb):
+def _mass_off_max(lin: LinearProblem, zh, tb):
     """sum_{c != k} |b_c| per position (R, D), k the position's largest logit."""
     c = lin.c
     w = np.ones(c) if lin.weight is None else np.abs(lin.weight)
@@ -316,21 +347,21 @@ def _mass_off_max(lin: _Linear, zh, tb):
                     0.0), kk
 
 
-def _position_values(lin: _Linear):
+def _position_values(lin: LinearProblem):
     """Every position's loss as ``(hi + lo) 2**ex`` within ``bound 2**ex``, each (N, D)."""
     n, d = lin.n, lin.d
     out = np.zeros((n, d)), np.zeros((n, d)), np.zeros((n, d)), np.zeros((n, d), dtype=np.int64)
-    for rows in lin.row_chunks():
+    for rows in _row_chunks(lin):
         _chunk_values(lin, rows, *out)  # its logits die with it: one chunk alive at a time
     hi_all, lo_all, bd_all, ex_all = out
     return hi_all, lo_all, ex_all, bd_all
 
 
-def _chunk_values(lin: _Linear, rows: slice, hi_all, lo_all, bd_all, ex_all) -> None:
+def _chunk_values(lin: LinearProblem, rows: slice, hi_all, lo_all, bd_all, ex_all) -> None:
     """The positions of the rows `rows`, written into the (N, D) arrays."""
-    zh, zl, stats = lin.logits_block(rows)
-    tb_all = lin.target_block(rows)
-    for sub in lin.engine_chunks(zh.shape[0]):
+    zh, zl, stats = _logits_block(lin, rows)
+    tb_all = lin.t[rows]
+    for sub in _engine_chunks(lin, zh.shape[0]):
         rs = slice(rows.start + sub.start, rows.start + sub.stop)
         zs, tb = zh[sub], tb_all[sub]
         pb = _check_inputs(zs, tb, lin.weight, lin.ignore_index, "none", lin.eps)
@@ -339,7 +370,7 @@ def _chunk_values(lin: _Linear, rows: slice, hi_all, lo_all, bd_all, ex_all) -> 
         hi, lo, bound = hi[:, 0, :], lo[:, 0, :], bound[:, 0, :]
         g = cross_entropy_grad(zs, tb, lin.weight, ignore_index=lin.ignore_index, reduction="none",
                                label_smoothing=lin.eps)
-        corr, cbound = _correction(lin, zs, zl[sub], lin.delta(stats, sub, zl[sub]), g, tb)
+        corr, cbound = _correction(lin, zs, zl[sub], _delta(lin, stats, sub, zl[sub]), g, tb)
         del g
         with np.errstate(over="ignore", invalid="ignore"):
             cs, cb = np.ldexp(corr, -ex), np.ldexp(cbound, -ex)
@@ -356,13 +387,13 @@ def _chunk_values(lin: _Linear, rows: slice, hi_all, lo_all, bd_all, ex_all) -> 
             _escalate(lin, pb, rs, np.argwhere(~ok), corr, cbound, hi_all, lo_all, bd_all, ex_all)
 
 
-def _chunk_grads(lin: _Linear, rows: slice, inv: float, gx, gw, gb) -> None:
+def _chunk_grads(lin: LinearProblem, rows: slice, inv: float, gx, gw, gb) -> None:
     """The rows' G = dloss/dz at zh, and their share of the three gradients (one BLAS
     product each for the chunk)."""
-    zh, _, _ = lin.logits_block(rows)
-    tb_all = lin.target_block(rows)
+    zh, _, _ = _logits_block(lin, rows)
+    tb_all = lin.t[rows]
     g_all = np.empty((zh.shape[0], lin.c * lin.d))
-    for sub in lin.engine_chunks(zh.shape[0]):
+    for sub in _engine_chunks(lin, zh.shape[0]):
         g = cross_entropy_grad(zh[sub], tb_all[sub], lin.weight, ignore_index=lin.ignore_index,
                                reduction="none", label_smoothing=lin.eps)
         if lin.reduction == "mean":
@@ -378,7 +409,7 @@ def _chunk_grads(lin: _Linear, rows: slice, inv: float, gx, gw, gb) -> None:
     gb += g_all.sum(axis=0)
 
 
-def _correction(lin: _Linear, zh, zl, delta, g, tb):
+def _correction(lin: LinearProblem, zh, zl, delta, g, tb):
     """sum_c g_c zl_c per position (R, D), and the bound on everything the first order leaves
     out: the logits' own error, the correction's roundings and the second-order term."""
     with np.errstate(invalid="ignore", over="ignore"):
@@ -432,7 +463,7 @@ def _decimal_parts(val: decimal.Decimal):
     return h, lo
 
 
-def _decimal_loss(lin: _Linear, i: int, s: int) -> decimal.Decimal:
+def _decimal_loss(lin: LinearProblem, i: int, s: int) -> decimal.Decimal:
     """Position (i, s)'s loss from the exact products, in decimal (Ziv's strategy, `_deepest`)."""
     D = decimal.Decimal
     c, d = lin.c, lin.d
@@ -467,7 +498,7 @@ def _decimal_loss(lin: _Linear, i: int, s: int) -> decimal.Decimal:
     return dec._ziv(compute, exact=True)[0]
 
 
-def _denominator(lin: _Linear) -> xs.ExactTotal:
+def _denominator(lin: LinearProblem) -> xs.ExactTotal:
     if lin.probabilities:
         return xs.exact_total(np.array([float(lin.n * lin.d)]))
     if lin.weight is None:
@@ -477,7 +508,7 @@ def _denominator(lin: _Linear) -> xs.ExactTotal:
     return xs.exact_total(np.where(lin.valid, wm[yc], 0.0), we[yc].astype(np.int64))
 
 
-def _reduce(lin: _Linear, hi, lo, ex, bound):
+def _reduce(lin: LinearProblem, hi, lo, ex, bound):
     if lin.reduction == "none":
         with np.errstate(over="ignore"):
             out = np.ldexp(hi + lo, ex)
@@ -661,8 +692,8 @@ def linear_cross_entropy(
     >>> print(float(cross_entropy([[1.0, 0.0]], [0])))
     0.3132616875182228
     """
-    lin = _Linear(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing,
-                  options)
+    lin = _check_linear(input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
+                        label_smoothing, options)
     if lin.reduction == "mean":
         den = _denominator(lin)
         if den.mant == 0 and not (den.nan or den.pos_inf or den.neg_inf):
@@ -759,8 +790,8 @@ def linear_cross_entropy_grad(
     [ 0.268941 -0.268941]
     >>> np.set_printoptions(precision=8)
     """
-    lin = _Linear(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing,
-                  options)
+    lin = _check_linear(input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
+                        label_smoothing, options)
     inv = 1.0
     if lin.reduction == "mean":
         den = _denominator(lin)
@@ -768,7 +799,7 @@ def linear_cross_entropy_grad(
     gx = np.empty(lin.x.shape)
     gw = np.zeros(lin.w2.shape)
     gb = np.zeros(lin.w2.shape[0])
-    for rows in lin.row_chunks():
+    for rows in _row_chunks(lin):
         _chunk_grads(lin, rows, inv, gx, gw, gb)  # its logits die with it: one chunk alive at a time
     gx = gx.reshape(lin.in_shape)
     gw = gw.reshape(lin.w_shape)

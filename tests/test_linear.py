@@ -237,9 +237,9 @@ def test_split_logits_are_within_their_bound(k):
     W[0, k // 2 : 2 * (k // 2)] = 1.0
     x[0, k // 2 : 2 * (k // 2)] = -x[0, : k // 2]
     b = rng.normal(size=4)
-    lin = _linear._Linear(x, W, np.zeros(3, dtype=np.int64), b, None, "none", None, 0.0, None)
-    zh, zl, stats = lin.logits_block(slice(0, 3))
-    delta = lin.delta(stats, slice(0, 3), zl)
+    lin = _linear._check_linear(x, W, np.zeros(3, dtype=np.int64), b, None, "none", None, 0.0, None)
+    zh, zl, stats = _linear._logits_block(lin, slice(0, 3))
+    delta = _linear._delta(lin, stats, slice(0, 3), zl)
     exact = exact_logits(x, W, b)
     for n in range(3):
         for c in range(4):
@@ -484,9 +484,9 @@ def test_logit_chunks_are_a_small_share_of_the_logits():
     # 2/40 = 5 % of the (N, C) logits; below 5120 rows, the floor of 128 rows (BLAS panels).
     rng = np.random.default_rng(0)
     for n, rows in ((8192, 205), (4096, 128), (100, 128)):
-        lin = _linear._Linear(rng.normal(size=(n, 4)), rng.normal(size=(10, 4)), np.zeros(n, dtype=np.int64),
+        lin = _linear._check_linear(rng.normal(size=(n, 4)), rng.normal(size=(10, 4)), np.zeros(n, dtype=np.int64),
                               None, None, "mean", None, 0.0, None)
-        chunks = list(lin.row_chunks())
+        chunks = list(_linear._row_chunks(lin))
         assert max(r.stop - r.start for r in chunks) == min(rows, n)
         assert chunks[0].start == 0 and chunks[-1].stop == n
 
