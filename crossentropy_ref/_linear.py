@@ -1,8 +1,9 @@
 """The LM head's loss without its logits: ``linear_cross_entropy`` and its gradient.
 
 The logits ``z = x W^T + b`` are computed one chunk of rows at a time, never
-all at once, and each chunk to double-double accuracy (``z = zh + zl``) by an
-error-free splitting of the operands (Ozaki's scheme, one level):
+all at once, and each chunk as a pair ``z = zh + zl`` about ``beta`` bits more
+accurate than a float64 matmul (see below), by an error-free splitting of the
+operands (Ozaki's scheme, one level):
 
     x = x1 + x',   W = W1 + W'        (per row of x, per class of W)
 
@@ -619,9 +620,12 @@ def linear_cross_entropy(
     that: its logits carry an error up to :math:`\gamma_K \sum_k |x_k|
     |W_{ck}|`, and the loss moves by up to :math:`\sum_c |p_c - \tilde p_c|`
     times the logits' error, which for K = 1024 and unit-sized rows is
-    hundreds of ulp of a confident prediction's loss. Here the logits are
-    computed to about 106 bits by an error-free splitting of the operands
-    (Ozaki et al. [1]_): each row of `input` and each class of
+    hundreds of ulp of a confident prediction's loss. Here each logit is
+    computed as a pair :math:`z^{hi} + z^{lo}` with an error below about
+    :math:`2 \gamma_K 2^{-\beta} \lVert x \rVert \lVert W_c \rVert`
+    (:math:`2^{-63}` of the norms' product for K = 1024, where a float64
+    matmul's bound is :math:`2^{-43}`), by an error-free splitting of the
+    operands (Ozaki et al. [1]_): each row of `input` and each class of
     `linear_weight` is split into its leading
     :math:`\beta = \lfloor (53 - \lceil \log_2 K \rceil) / 2 \rfloor`
     bits and the rest, so that the product of the leading parts is exact
