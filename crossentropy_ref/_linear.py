@@ -311,8 +311,8 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     the LM heads this function is for, else numpy's. Both only add products, so the exact
     product of the leading parts stays exact, and both meet the gamma_K bound."""
     torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "from_numpy"):
-        a, b = (t if t.flags.writeable else t.copy() for t in (a, b))  # torch warns on read-only memory
+    # torch warns on read-only memory (a read-only input's views): numpy's BLAS there, no copy.
+    if torch is not None and hasattr(torch, "from_numpy") and a.flags.writeable and b.flags.writeable:
         return (torch.from_numpy(a) @ torch.from_numpy(b).T).numpy()
     return a @ b.T
 
