@@ -76,6 +76,8 @@ TARGET_EXP_RATIO = 1.5  # LM head, index targets: ours / single-thread exp floor
 TARGET_WORST_NS_PER_LOGIT = 500.0  # the worst input (self-distillation): ns per logit
 TARGET_MEMORY_PCT = 10.0  # large cases: peak extra memory, % of the logits
 TARGET_GRAD_MEMORY_PCT = 110.0  # per-class outputs (gradient, softmax): the output (100 %) and 10 % more
+# Issue 20: linear_cross_entropy against torch's float64 reference path (F.linear, then F.cross_entropy).
+TARGET_LINEAR_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,12 @@ class Case:
     ignore_fraction: float = 0.0  # fraction of index targets set to ignore_index
     options: dict = field(default_factory=dict)  # keyword options, passed to both libraries
     family: str = ""  # "softmax" or "log_softmax": that function along axis 1, no target
+    in_features: int = 0  # > 0: linear_cross_entropy of x (N, in_features) and W (C, in_features)
 
     @property
     def function(self) -> str:
+        if self.in_features:
+            return "linear_cross_entropy"
         return self.family or ("cross_entropy_grad" if self.grad else "cross_entropy")
 
     @property
@@ -159,18 +164,29 @@ FULL_CASES: tuple[Case, ...] = (
     ),
     Case("lm-head-softmax", "softmax of the language-model head", (2048, 32000), family="softmax"),
     Case("lm-head-log-softmax", "log_softmax of the language-model head", (2048, 32000), family="log_softmax"),
+    # Issue 20: the LM head from its hidden states, never forming the logits: the issue's shape,
+    # N = 4096 tokens, in_features 1024, C = 32000 (torch's reference path holds 2 GB of
+    # float64 logits and log-probabilities: it fits). "torch" is torch's float64 reference path,
+    # F.linear then F.cross_entropy; torch's chunked path, F.linear_cross_entropy with
+    # LinearCrossEntropyOptions(), is timed too.
+    Case("lm-head-linear", "language-model head from hidden states (linear_cross_entropy)", (4096, 32000),
+         in_features=1024),
 )
 
 # The same cases on small shapes, for the book's build-time run (seconds, not minutes).
 _QUICK_SHAPES = {
+    (4096, 32000): (256, 8000),
     (2048, 32000): (256, 8000),
     (256, 32000): (32, 8000),
     (65536, 10): (8192, 10),
     (4, 21, 256, 256): (2, 21, 64, 64),
 }
 _QUICK_SHAPES_BY_NAME = {"self-distillation-grad": (8, 8000)}
+_QUICK_IN_FEATURES = {1024: 256}
 QUICK_CASES: tuple[Case, ...] = tuple(
-    replace(c, shape=_QUICK_SHAPES_BY_NAME.get(c.name, _QUICK_SHAPES.get(c.shape))) for c in FULL_CASES
+    replace(c, shape=_QUICK_SHAPES_BY_NAME.get(c.name, _QUICK_SHAPES.get(c.shape)),
+            in_features=_QUICK_IN_FEATURES.get(c.in_features, c.in_features))
+    for c in FULL_CASES
 )
 
 FULL_SETTINGS = {"reps": 7, "min_sample": 0.1}
@@ -189,8 +205,18 @@ def find_case(name: str, quick: bool = False) -> Case:
 
 
 def make_inputs(case: Case) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The float64 logits, the target and the keyword options of `case` (deterministic)."""
+    """The float64 logits, the target and the keyword options of `case` (deterministic).
+
+    For a linear case the "logits" are the pair ``(x, W)``: hidden states N(0, 1) and a
+    weight N(0, 1/in_features), so that the logits are of unit scale, as in an LM head.
+    """
     rng = np.random.default_rng(zlib.crc32(case.name.encode()))
+    if case.in_features:
+        n, c = case.shape
+        x = rng.standard_normal((n, case.in_features))
+        w = rng.standard_normal((c, case.in_features)) / math.sqrt(case.in_features)
+        t = rng.integers(0, c, size=n, dtype=np.int64)
+        return (x, w), t, dict(case.options)
     z = rng.standard_normal(case.shape)
     z *= LOGIT_SCALE
     c = case.shape[1]
@@ -210,6 +236,8 @@ def make_inputs(case: Case) -> tuple[np.ndarray, np.ndarray, dict]:
 
 def _warmup_slice(z: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Contiguous copies of the first samples, about 2**20 logits: enough to start every thread pool."""
+    if isinstance(z, tuple):  # a linear case: (x, W); a few rows of x
+        return (np.ascontiguousarray(z[0][:8]), z[1]), np.ascontiguousarray(t[:8])
     per_sample = math.prod(z.shape[1:])
     k = max(1, min(z.shape[0], (1 << 20) // max(per_sample, 1)))
     return np.ascontiguousarray(z[:k]), np.ascontiguousarray(t[:k])
@@ -222,8 +250,23 @@ def make_functions(case: Case, z: np.ndarray, t: np.ndarray, kw: dict) -> dict[s
     for torch); the gradient cases return the gradient (an ndarray for ours,
     the leaf's ``.grad`` tensor for torch).
     """
-    zt = torch.from_numpy(z)  # shares memory with z: no copy
     tt = torch.from_numpy(t)
+    if case.in_features:
+        x, w = z
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+        options = torch.nn.LinearCrossEntropyOptions()
+
+        def ours_linear():
+            return ce.linear_cross_entropy(x, w, t, **kw)
+
+        def torch_reference():
+            return F.cross_entropy(F.linear(xt, wt), tt, **kw)
+
+        def torch_chunked():
+            return F.linear_cross_entropy(xt, wt, tt, options=options, **kw)
+
+        return {"ours": ours_linear, "torch": torch_reference, "torch_chunked": torch_chunked}
+    zt = torch.from_numpy(z)  # shares memory with z: no copy
     if case.family:
         ours_fn, torch_fn = getattr(ce, case.family), getattr(torch, case.family)
 
@@ -519,23 +562,25 @@ def run_case(case: Case, reps: int, min_sample: float, memory: str = "all", quic
     """Time, check and measure one case. `memory` is "all", "tracemalloc" or "none"."""
     z, t, kw = make_inputs(case)
     fns = make_functions(case, z, t, kw)
-    buf = np.empty_like(z)
+    # The floor: exp over as many elements as the logits hold (for a linear case, of the
+    # logits x W^T, computed here once for it).
+    zf = z[0] @ z[1].T if case.in_features else z
+    buf = np.empty_like(zf)
     buf.fill(0.0)  # touch the pages, so the floor does not time page faults
 
     def exp_floor():
-        return np.exp(z, out=buf)
+        return np.exp(zf, out=buf)
 
-    times = time_interleaved(
-        {
-            "ours": (fns["ours"], None),
-            "torch": (fns["torch"], None),
-            "torch_1thread": (fns["torch"], 1),
-            "exp_floor": (exp_floor, None),
-        },
-        reps,
-        min_sample,
-    )
-    del buf
+    timed = {
+        "ours": (fns["ours"], None),
+        "torch": (fns["torch"], None),
+        "torch_1thread": (fns["torch"], 1),
+        "exp_floor": (exp_floor, None),
+    }
+    if "torch_chunked" in fns:
+        timed["torch_chunked"] = (fns["torch_chunked"], None)
+    times = time_interleaved(timed, reps, min_sample)
+    del buf, zf
     # The numpy engine (no numba), on the same inputs: fewer repetitions (it is the slower
     # path), timed after the interleaved ones, not interleaved with them.
     if _jit.AVAILABLE:
@@ -559,6 +604,7 @@ def run_case(case: Case, reps: int, min_sample: float, memory: str = "all", quic
             "ours/exp_floor": med["ours"] / med["exp_floor"],
             "torch/exp_floor": med["torch"] / med["exp_floor"],
             **({"ours_numpy/torch": med["ours_numpy"] / med["torch"]} if "ours_numpy" in med else {}),
+            **({"ours/torch_chunked": med["ours"] / med["torch_chunked"]} if "torch_chunked" in med else {}),
         },
         "ns_per_logit": {name: 1e9 * t / case.elements for name, t in med.items()},
         "engine": "compiled (numba)" if _jit.enabled() else "numpy",
@@ -573,7 +619,7 @@ def run_case(case: Case, reps: int, min_sample: float, memory: str = "all", quic
     del fns, z, t
     gc.collect()
     if memory == "all":
-        for which in ("ours", "torch"):
+        for which in ("ours", "torch", *(["torch_chunked"] if case.in_features else [])):
             child = rss_extra(which, case, quick)
             mem[f"{which}_rss_bytes"] = child["extra_bytes"]
             mem[f"{which}_rss_pct"] = 100.0 * child["extra_bytes"] / case.logits_bytes
@@ -654,7 +700,9 @@ def check_targets(report: dict) -> list[dict]:
     add("lm-head: ours/torch", lm and lm["ratio"]["ours/torch"], TARGET_LM_RATIO)
     for name, c in cases.items():
         case = Case(**{**c["case"], "shape": tuple(c["case"]["shape"])})
-        if case.target == "self":
+        if case.in_features:
+            add(f"{name}: ours / torch's linear + cross_entropy", c["ratio"]["ours/torch"], TARGET_LINEAR_RATIO)
+        elif case.target == "self":
             # The worst input: every position in the triple-double tier; its bound is in ns per logit.
             add(f"{name}: ours ns per logit", c["ns_per_logit"]["ours"], TARGET_WORST_NS_PER_LOGIT)
         elif case.soft_gradient:
@@ -715,7 +763,16 @@ def format_report(report: dict) -> str:
     lines += ["", "ratio = ours / torch; torch 1T = torch.set_num_threads(1); exp = one np.exp over N*C (1 thread)",
               f"ours = the engine `pip install crossentropy_ref[fast]` gives (numba); numpy = the numpy engine "
               f"(no numba), median of {NUMPY_REPS} calls timed after the others"]
-    lines += ["rel diff = |ours - torch| / |torch| (loss), max |difference| / max |torch grad| (gradient)", ""]
+    lines += ["rel diff = |ours - torch| / |torch| (loss), max |difference| / max |torch grad| (gradient)"]
+    for c in report["cases"]:
+        if "torch_chunked" in c["time"]:
+            lines.append(
+                f"{c['case']['name']}: torch = F.linear then F.cross_entropy; torch's chunked path "
+                f"(LinearCrossEntropyOptions()) took {_ms(c['time']['torch_chunked']['median_s']).strip()} ms, "
+                f"ours / chunked = {c['ratio']['ours/torch_chunked']:.2f}"
+                + (f", its peak extra RSS {c['memory']['torch_chunked_rss_pct']:.1f} % of the logits"
+                   if "torch_chunked_rss_pct" in c["memory"] else ""))
+    lines.append("")
     head = f"{'peak extra memory, % of logits':<37}{'logits MB':>10}{'ours tracemalloc':>18}{'ours RSS':>10}{'torch RSS':>11}"
     lines += [head, "-" * len(head)]
 
@@ -760,8 +817,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.memory_child:
         which, name = args.memory_child
-        if which not in ("ours", "torch"):
-            parser.error("--memory-child takes 'ours' or 'torch'")
+        if which not in ("ours", "torch", "torch_chunked"):
+            parser.error("--memory-child takes 'ours', 'torch' or 'torch_chunked'")
         print(json.dumps(memory_child(which, find_case(name, args.quick))))
         return 0
 

@@ -12,6 +12,7 @@ from . import textbook
 from ._binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from ._config import configure
 from ._encoding import one_hot
+from ._linear import linear_cross_entropy, linear_cross_entropy_grad
 from ._losses import cross_entropy, cross_entropy_grad, nll_loss
 from ._softmax import log_softmax, logsumexp, softmax
 
@@ -26,6 +27,8 @@ __all__ = [
     "configure",
     "cross_entropy",
     "cross_entropy_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_grad",
     "log_softmax",
     "logsumexp",
     "nll_loss",

@@ -973,3 +973,60 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------------------
+# Fused LM-head kernels (issue 20): linear_cases and check_linear
+# ---------------------------------------------------------------------------
+
+
+def test_linear_cases_are_exact_in_every_format():
+    # Every float of every case survives a round trip through float16, bfloat16 and float32.
+    import ml_dtypes
+
+    seen = set()
+    for name, x, w, t, kw in cet.linear_cases():
+        seen.add(name)
+        arrays = [x, w] + [v for v in kw.values() if isinstance(v, np.ndarray)]
+        if t.dtype.kind == "f":
+            arrays.append(t)
+        for a in arrays:
+            for dt in (np.float16, ml_dtypes.bfloat16, np.float32):
+                np.testing.assert_array_equal(a.astype(dt).astype(np.float64), a)
+    assert {"confident-gap64", "cancelling-1024", "kdim", "probabilities"} <= seen
+
+
+def test_check_linear_passes_the_reference_and_catches_torch_on_confident_rows():
+    # The reference against itself: 0 ulp in every family. torch 2.13.0's chunked path in
+    # float64 computes logsumexp(z) - z_y, which cancels to 0 on the 'confident' family's rows
+    # (exact losses near e**-32 and below): millions of ulps there, and the family fails.
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+
+    report = cet.check_linear(ce.linear_cross_entropy, "float64")
+    assert list(report) == list(cet.LINEAR_FAMILIES)
+    assert all(r.passed and r.worst_ulp == 0 for r in report.values()), report
+    opts = torch.nn.LinearCrossEntropyOptions(batch_chunk_size=8, chunking_method=None)
+
+    def chunked(x, w, t, **kw):
+        return F.linear_cross_entropy(x, w, t, options=opts, **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns where it ignores `options` (K-dim, smoothing)
+        report = cet.check_linear(chunked, "float64", inputs="torch")
+    assert not report["confident"].passed and report["confident"].worst_ulp > 1e6, report["confident"]
+    assert report["lm_head"].passed, report["lm_head"]
+
+
+def test_check_linear_reports_crashes_and_refuses_unknown_families():
+    def broken(x, w, t, **kw):
+        raise RuntimeError("no kernel here")
+
+    r = cet.check_linear(broken, "float32", families="lm_head")["lm_head"]
+    assert not r.passed and r.worst_ulp == np.inf and r.error == "RuntimeError: no kernel here"
+    with pytest.raises(ValueError, match=re.escape(
+            "`families` must name families among ('lm_head', 'confident', 'cancelling', 'bias_kdim', 'options'); "
+            "got 'seed'")):
+        cet.check_linear(broken, "float32", families="seed")

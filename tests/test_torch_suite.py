@@ -3,7 +3,8 @@
 Sources, all from the installed torch 2.13.0 wheel (``torch.testing._internal``):
 
 - OpInfo ``sample_inputs`` and ``reference_inputs`` (``common_methods_invocations.op_db``)
-  of the loss and softmax ops;
+  of the loss and softmax ops, and their ``error_inputs`` (only linear_cross_entropy's three
+  OpInfos define any);
 - ModuleInfo ``module_inputs`` and ``module_error_inputs`` (``common_modules.module_db``)
   of the loss and softmax modules;
 - the ``common_nn.criterion_tests`` entries of the same losses.
@@ -52,7 +53,14 @@ OPS = {
     "softmax": "softmax",
     "logsumexp": "logsumexp",
     "nn.functional.one_hot": "one_hot",
+    # Issue 20; three OpInfos: the reference path, and the chunked path (options=...) with a
+    # scalar reduction ("chunked") and with reduction='none' ("chunked_none").
+    "nn.functional.linear_cross_entropy": "linear_cross_entropy",
 }
+# torch warns when it ignores `options` (K-dimensional weights, label smoothing, ...) and
+# falls back to its reference path: a warning of torch's, not of the package, so it is let
+# through on torch's side only.
+TORCH_WARNS = {"linear_cross_entropy"}
 MODULES = ("CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "Softmax", "LogSoftmax", "Softmax2d")
 CRITERIA = ("BCELoss", "BCEWithLogitsLoss", "NLLLoss")
 
@@ -235,11 +243,33 @@ def opinfo_records() -> list[Record]:
                 x, args, kwargs = to_f64(s.input), [to_f64(a) for a in s.args], {
                     k: to_f64(v) for k, v in s.kwargs.items()}
                 rec = judge(f"OpInfo.{kind}", label, _describe(x, args, kwargs), name, x, args, kwargs,
-                            lambda x=x, args=args, kwargs=kwargs: op(x, *args, **kwargs))
+                            _quiet(name, lambda x=x, args=args, kwargs=kwargs: op(x, *args, **kwargs)))
                 records.append(rec)
-        # Error inputs: none of these ops defines any in torch 2.13.0 (error_inputs_func is None).
-        assert op.error_inputs_func is None or not list(op.error_inputs("cpu"))
+        if op.error_inputs_func is None:
+            continue
+        # Error inputs (in torch 2.13.0 only linear_cross_entropy defines any): both must raise.
+        torch.manual_seed(0)
+        for e in op.error_inputs("cpu"):
+            s = e.sample_input
+            x, args, kwargs = to_f64(s.input), [to_f64(a) for a in s.args], {k: to_f64(v) for k, v in s.kwargs.items()}
+            records.append(judge("OpInfo.error_inputs", label, f"{e.error_regex} {_describe(x, args, kwargs)}", name,
+                                 x, args, kwargs,
+                                 _quiet(name, lambda x=x, args=args, kwargs=kwargs: op(x, *args, **kwargs)),
+                                 expect_error=True))
     return records
+
+
+def _quiet(name: str, fn):
+    """`fn`, with torch's own warnings ignored for the ops in TORCH_WARNS."""
+    if name not in TORCH_WARNS:
+        return fn
+
+    def call():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn()
+
+    return call
 
 
 def _module_call(module: torch.nn.Module, cls: str, inputs: tuple):
@@ -343,7 +373,7 @@ def counts(records: list[Record]) -> dict:
 # ---------------------------------------------------------------------------
 
 
-SOURCES = ("OpInfo.sample_inputs", "OpInfo.reference_inputs", "ModuleInfo.module_inputs",
+SOURCES = ("OpInfo.sample_inputs", "OpInfo.reference_inputs", "OpInfo.error_inputs", "ModuleInfo.module_inputs",
            "ModuleInfo.module_error_inputs", "common_nn.criterion_tests")
 
 

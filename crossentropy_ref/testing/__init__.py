@@ -21,6 +21,9 @@ small as its precision allows on those inputs, or is part of it avoidable
   input for each, wrong special values by kind, and crashes;
 - :func:`assert_matches_reference` raises with that report, for pytest.
 
+:func:`linear_cases` and :func:`check_linear` do the same for a fused LM-head
+kernel (the signature of ``linear_cross_entropy``), by the forward error.
+
 :mod:`crossentropy_ref.testing.strategies` has Hypothesis strategies for the
 same kinds of input. Importing this module needs numpy only; bfloat16 needs
 ``ml_dtypes`` and the strategies need Hypothesis, both in the ``testing``
@@ -31,6 +34,7 @@ imported only for kernels that take their arrays.
 from ._cases import FAMILIES, cases
 from ._check import STABILITY_C, FamilyResult, Report, assert_matches_reference, check
 from ._kappa import condition_number
+from ._linear import LINEAR_FAMILIES, LinearFamilyResult, check_linear, linear_cases
 from ._ulp import DTYPES, ulp_error
 
 __all__ = [
@@ -38,10 +42,14 @@ __all__ = [
     "FAMILIES",
     "STABILITY_C",
     "FamilyResult",
+    "LINEAR_FAMILIES",
+    "LinearFamilyResult",
     "Report",
     "assert_matches_reference",
     "cases",
     "check",
+    "check_linear",
     "condition_number",
+    "linear_cases",
     "ulp_error",
 ]
