@@ -580,10 +580,11 @@ def linear_cross_entropy(
         with probability targets.
     label_smoothing : float in [0, 1], default=0.0
         As for :func:`cross_entropy`.
-    options : torch.nn.LinearCrossEntropyOptions or None, default=None
-        Accepted for parity with torch and not used: in torch it only
-        selects how the work is chunked and in which precision it
-        accumulates; here the work is always chunked and exact.
+    options : object or None, default=None
+        Accepted for parity with torch, whose options object
+        (``LinearCrossEntropyOptions``, in ``torch.nn``) only selects how
+        the work is chunked and in which precision it accumulates; not
+        used here, where the work is always chunked and exact.
 
     Returns
     -------
@@ -644,7 +645,7 @@ def linear_cross_entropy(
     classes of `linear_weight` are split 8 MB at a time, for every chunk of
     rows again. The extra memory is that chunk, the split classes, and
     arrays of one value per position: 9 % of the (N, C) float64 logits at
-    N = 4096, C = 32000, K = 1024 (``benchmarks/bench.py``, case
+    N = 4096, C = 32000, K = 1024 (:repo-file:`benchmarks/bench.py`, case
     ``lm-head-linear``), and a smaller share for more rows. The three
     products are three times the work of the float64 matmul; where torch is
     already imported, they run on its BLAS (MKL on x86), else on numpy's.
@@ -787,7 +788,8 @@ def linear_cross_entropy_grad(
     >>> np.set_printoptions(precision=6)
     >>> x = np.array([[1.0, 2.0]])
     >>> W = np.array([[1.0, 0.0], [0.0, 1.0]])
-    >>> gx, gw, gb = linear_cross_entropy_grad(x, W, [1], linear_bias=np.zeros(2))
+    >>> gx, gw, gb = linear_cross_entropy_grad(
+    ...     x, W, [1], linear_bias=np.zeros(2))
     >>> print(gx)
     [[ 0.268941 -0.268941]]
     >>> print(gb)
