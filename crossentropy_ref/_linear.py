@@ -59,7 +59,7 @@ from ._engine._eft import fast_two_sum, two_sum
 from ._engine._loss import first_tier_done
 from ._engine._reduce import _block_values, _proven
 from ._engine._rows import U
-from ._losses import _check_inputs, cross_entropy_grad
+from ._losses import _check_inputs, _is_zero, cross_entropy_grad
 
 # The extra memory's budget: the chunks of logits (two float64 arrays of CHUNK_SHARE of the
 # (N, C) logits, with a floor of MIN_ROWS rows: fewer rows would make the matmuls slow) and
@@ -509,7 +509,8 @@ def _denominator(lin: LinearProblem) -> xs.ExactTotal:
     return xs.exact_total(np.where(lin.valid, wm[yc], 0.0), we[yc].astype(np.int64))
 
 
-def _reduce(lin: LinearProblem, hi, lo, ex, bound):
+def _reduce(lin: LinearProblem, den: xs.ExactTotal | None, hi, lo, ex, bound):
+    """The reduction of the positions' values (`den`: 'mean''s exact denominator, from the caller)."""
     if lin.reduction == "none":
         with np.errstate(over="ignore"):
             out = np.ldexp(hi + lo, ex)
@@ -524,9 +525,6 @@ def _reduce(lin: LinearProblem, hi, lo, ex, bound):
         total = xs.exact_total(np.concatenate([hi, lo], axis=1), np.concatenate([ex, ex], axis=1))
     if lin.reduction == "sum":
         return np.float64(xs.to_float(total))
-    den = _denominator(lin)
-    if den.mant == 0 and not (den.nan or den.pos_inf or den.neg_inf):
-        return np.float64(np.nan)
     return np.float64(xs.ratio(total, den))
 
 
@@ -699,11 +697,10 @@ def linear_cross_entropy(
     """
     lin = _check_linear(input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
                         label_smoothing, options)
-    if lin.reduction == "mean":
-        den = _denominator(lin)
-        if den.mant == 0 and not (den.nan or den.pos_inf or den.neg_inf):
-            return np.float64(np.nan)
-    return _reduce(lin, *_position_values(lin))
+    den = _denominator(lin) if lin.reduction == "mean" else None
+    if den is not None and _is_zero(den):
+        return np.float64(np.nan)
+    return _reduce(lin, den, *_position_values(lin))
 
 
 def linear_cross_entropy_grad(
